@@ -1,0 +1,19 @@
+"""mnistseg: semantic segmentation on MNIST, for learning and teaching PyTorch.
+
+The public names a tutorial uses::
+
+    from mnistseg import SegmentationMNIST, SimpleUNet, MaskScoring
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from mnistseg.data import SegmentationMNIST
+from mnistseg.metrics import MaskScoring
+from mnistseg.model import SimpleUNet
+
+try:
+    __version__ = version("mnistseg")
+except PackageNotFoundError:  # running from a source tree that was not installed
+    __version__ = "0+unknown"
+
+__all__ = ["MaskScoring", "SegmentationMNIST", "SimpleUNet", "__version__"]

@@ -1,0 +1,205 @@
+"""The ``mnistseg`` command: one subcommand per pipeline stage.
+
+    mnistseg data       put MNIST (or Fashion-MNIST) under --root
+    mnistseg train      train a preset, writing a checkpoint folder
+    mnistseg evaluate   test-set counts and scores of a checkpoint
+    mnistseg figures    the data-set and augmentation figures
+
+A mistake a user can make (a missing folder, a wrong flag value, a damaged file) ends
+with one line on stderr and a non-zero exit status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from dataclasses import fields
+from pathlib import Path
+from typing import NoReturn
+
+EXIT_USAGE = 2
+EXIT_FAILURE = 1
+
+
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (not the usage text and then the error)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number greater than 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def add_root(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--root", type=Path, default=Path("data"), help="data root folder (default: ./data)")
+
+
+def add_device(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto: cuda, then mps, then cpu)"
+    )
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    """The parser of every subcommand, reusable by tests and scripts."""
+    from mnistseg.train import Recipe, presets
+
+    parser = OneLineArgumentParser(prog="mnistseg", description="Semantic segmentation on MNIST.")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineArgumentParser)
+
+    data = commands.add_parser("data", help="put MNIST or Fashion-MNIST under --root (offline)")
+    add_root(data)
+    data.add_argument(
+        "--dataset", choices=("mnist", "fashion-mnist"), default="mnist", help="which data set (default: mnist)"
+    )
+    data.add_argument(
+        "--download", action="store_true", help="fall back to torchvision's download if no offline copy (default: off)"
+    )
+
+    defaults = presets()["quick"]
+    train = commands.add_parser("train", help="train the U-Net and write a checkpoint folder")
+    add_root(train)
+    add_device(train)
+    train.add_argument("--preset", choices=tuple(presets()), default="quick", help="starting recipe (default: quick)")
+    train.add_argument("--out", type=Path, help="output folder (default: runs/<preset>)")
+    train.add_argument("--epochs", type=positive_int, help=f"epochs (default: the preset's; quick: {defaults.epochs})")
+    train.add_argument(
+        "--batch-size", type=positive_int, help=f"images per step (default: the preset's; quick: {defaults.batch_size})"
+    )
+    train.add_argument("--lr", type=positive_float, help=f"learning rate (default: the preset's; quick: {defaults.lr})")
+    train.add_argument(
+        "--base-width", type=positive_int, help=f"U-Net width (default: the preset's; quick: {defaults.base_width})"
+    )
+    train.add_argument("--seed", type=int, help="random seed (default: 0)")
+    train.add_argument("--subset", type=positive_int, help="use the first N training images, split 5:1 (default: all)")
+    train.add_argument(
+        "--precision", choices=("fp32", "bf16", "fp16"), help="autocast precision (default: the preset's)"
+    )
+    train.add_argument(
+        "--loader", choices=("batched", "dataset"), help="batched in-memory or per-item Dataset (default: the preset's)"
+    )
+    train.add_argument(
+        "--num-workers", type=int, help="DataLoader workers for --loader dataset (default: the preset's)"
+    )
+    train.add_argument("--dataset", choices=("mnist", "fashion-mnist"), help="data set (default: mnist)")
+    train.set_defaults(recipe_fields=[field.name for field in fields(Recipe)])
+
+    evaluate = commands.add_parser("evaluate", help="test-set TP/FP/FN/IoU/Dice of a checkpoint")
+    add_root(evaluate)
+    add_device(evaluate)
+    evaluate.add_argument("--checkpoint", type=Path, required=True, help="folder written by `mnistseg train`")
+    evaluate.add_argument("--json", type=Path, help="summary file (default: <checkpoint>/test_metrics.json)")
+    evaluate.add_argument("--figure", type=Path, help="overlay grid (default: <checkpoint>/test_overlay.png)")
+
+    figures = commands.add_parser("figures", help="draw the data-set overlay and augmentation figures")
+    add_root(figures)
+    figures.add_argument("--out", type=Path, default=Path("runs/figures"), help="output folder (default: runs/figures)")
+    figures.add_argument(
+        "--dataset", choices=("mnist", "fashion-mnist"), default="mnist", help="data set (default: mnist)"
+    )
+    figures.add_argument("--seed", type=int, default=0, help="seed of the augmentation draws (default: 0)")
+    return parser
+
+
+def run_data(args: argparse.Namespace) -> None:
+    from mnistseg.prepare import prepare
+
+    folder = prepare(args.root, args.dataset, download=args.download)
+    print(f"{args.dataset} ready in {folder} (4 files, SHA-256 verified)")
+
+
+def run_train(args: argparse.Namespace) -> None:
+    from mnistseg.device import resolve_device
+    from mnistseg.train import fit, get_preset
+
+    overrides = {
+        name: getattr(args, name)
+        for name in args.recipe_fields
+        if name != "name" and getattr(args, name, None) is not None
+    }
+    recipe = get_preset(args.preset, **overrides)
+    device = resolve_device(args.device)
+    out = args.out or Path("runs") / args.preset
+    config = fit(recipe, args.root, out, device)
+    best = config["best"]
+    print(f"best validation IoU {best['val']['iou']:.4f} at epoch {best['epoch']}; checkpoint in {out}")
+
+
+def run_evaluate(args: argparse.Namespace) -> None:
+    from mnistseg.device import resolve_device
+    from mnistseg.evaluate import evaluate_checkpoint, format_table
+
+    summary = evaluate_checkpoint(args.checkpoint, args.root, resolve_device(args.device), args.json, args.figure)
+    print(format_table(summary))
+    print(
+        f"test set ({summary['images']:,} images): TP {summary['tp']:,}  FP {summary['fp']:,}  FN {summary['fn']:,}  "
+        f"IoU {summary['iou']:.4f}  Dice {summary['dice']:.4f}"
+    )
+    json_path = args.json or args.checkpoint / "test_metrics.json"
+    print(f"wrote {json_path} and {args.figure or args.checkpoint / 'test_overlay.png'}")
+
+
+def run_figures(args: argparse.Namespace) -> None:
+    from mnistseg.figures import draw_dataset_figures
+
+    for path in draw_dataset_figures(args.root, args.out, args.dataset, args.seed):
+        print(f"wrote {path}")
+
+
+COMMANDS = {"data": run_data, "train": run_train, "evaluate": run_evaluate, "figures": run_figures}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = get_args_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from mnistseg import __version__
+
+        print(f"mnistseg {__version__}")
+        return 0
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+
+    from mnistseg.prepare import DataError
+    from mnistseg.storage import CheckpointError
+
+    try:
+        COMMANDS[args.command](args)
+    except (DataError, CheckpointError, ValueError) as error:
+        print(f"mnistseg {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    except OSError as error:  # unwritable folder, full disk, ...
+        print(f"mnistseg {args.command}: error: {error.strerror or error} ({error.filename or ''})", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        print(f"mnistseg {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,246 @@
+"""Stage 1: MNIST as a segmentation data set.
+
+A pixel whose intensity (0..1) is over ``threshold`` gets its digit's label + 1; every
+other pixel is background 0. So there are 11 classes and a mask is an int64 ``[H, W]``
+tensor of class ids (not one-hot): the form ``nn.CrossEntropyLoss`` expects as target.
+
+Two ways to feed a trainer, with the same split and the same mask rule:
+
+* :class:`SegmentationMNIST`, a per-item ``Dataset`` for teaching and for custom
+  transforms (torchvision.transforms.v2 or Albumentations-style), used with a
+  ``DataLoader``;
+* :class:`BatchedLoader`, which keeps a whole split in memory as one uint8 tensor and
+  augments a whole batch in one call (:mod:`mnistseg.augment`): many times faster on a
+  CPU, where DataLoader workers compete with the model for the same cores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+from torchvision import tv_tensors
+from torchvision.datasets import MNIST, FashionMNIST
+from torchvision.transforms import v2
+
+from mnistseg.augment import AFFINE_RANGES, AffineRanges, augment_batch
+from mnistseg.prepare import verify_raw_files
+
+NUM_CLASSES = 11
+DEFAULT_THRESHOLD = 0.2
+MNIST_CLASS_NAMES = ("background",) + tuple(str(digit) for digit in range(10))
+FASHION_CLASS_NAMES = (
+    "background", "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)  # fmt: skip
+
+
+def class_names(dataset: str = "mnist") -> tuple[str, ...]:
+    """The 11 class names, background first, for "mnist" or "fashion-mnist"."""
+    return FASHION_CLASS_NAMES if dataset == "fashion-mnist" else MNIST_CLASS_NAMES
+
+
+def masks_from_images(images: Tensor, labels: Tensor, threshold: float = DEFAULT_THRESHOLD) -> Tensor:
+    """Turn images and their digit labels into segmentation masks.
+
+    Args:
+        images: float ``[N, 1, H, W]`` or ``[N, H, W]`` intensities in 0..1.
+        labels: int ``[N]`` digit labels 0..9.
+        threshold: a pixel is foreground where its intensity is strictly greater.
+
+    Returns:
+        int64 ``[N, H, W]``: ``label + 1`` on foreground pixels, 0 elsewhere.
+    """
+    if images.dim() == 4:
+        images = images[:, 0]  # (N, H, W)
+    if images.dim() != 3 or labels.shape != images.shape[:1]:
+        raise ValueError(
+            f"expected images [N, H, W] and labels [N], got {tuple(images.shape)} and {tuple(labels.shape)}"
+        )
+    foreground = images > threshold
+    return torch.where(foreground, labels.view(-1, 1, 1).to(torch.int64) + 1, 0)
+
+
+def load_arrays(root: str | Path, train: bool = True, dataset: str = "mnist") -> tuple[Tensor, Tensor]:
+    """Load a whole split as tensors, after checking the raw files' SHA-256.
+
+    Returns:
+        ``(images uint8 [N, 28, 28], labels int64 [N])``.
+    """
+    verify_raw_files(root, dataset)
+    dataset_class = FashionMNIST if dataset == "fashion-mnist" else MNIST
+    source = dataset_class(str(root), train=train)
+    return source.data, source.targets.to(torch.int64)
+
+
+def split_indices(num_images: int, seed: int) -> tuple[Tensor, Tensor]:
+    """The reference split: a random 5:1 train/val partition of ``range(num_images)``.
+
+    Returns:
+        ``(train_indices, val_indices)``, int64, disjoint, together all indices.
+    """
+    if num_images < 6:
+        raise ValueError(f"need at least 6 images to split 5:1, got {num_images}")
+    order = torch.randperm(num_images, generator=torch.Generator().manual_seed(seed))
+    num_train = num_images * 5 // 6
+    return order[:num_train], order[num_train:]
+
+
+def reference_train_transform(ranges: AffineRanges = AFFINE_RANGES, size: int = 28) -> v2.Transform:
+    """The reference augmentation as a torchvision v2 transform of (image, mask).
+
+    ``v2.RandomAffine`` applies one random affine to every input it is given; it warps
+    the image bilinearly and a ``tv_tensors.Mask`` with nearest-neighbour interpolation,
+    so class ids stay whole numbers.
+    """
+    return v2.RandomAffine(
+        degrees=ranges.degrees,
+        translate=(ranges.translate_px / size, ranges.translate_px / size),
+        scale=ranges.scale,
+        shear=(-ranges.shear_degrees, ranges.shear_degrees),
+        interpolation=v2.InterpolationMode.BILINEAR,
+    )
+
+
+def _is_albumentations(transform: object) -> bool:
+    module = type(transform).__module__ or ""
+    return module.split(".")[0] == "albumentations"
+
+
+class SegmentationMNIST(Dataset):
+    """MNIST (or Fashion-MNIST) as an 11-class semantic segmentation data set.
+
+    Composes ``torchvision.datasets.MNIST``: the images and labels are torchvision's,
+    the masks are made from them by :func:`masks_from_images`.
+
+    Args:
+        root: data root holding ``MNIST/raw`` (``mnistseg data`` writes it).
+        threshold: intensity above which a pixel is foreground.
+        train: the 60k training images if True, else the 10k test images.
+        transform: applied to image and mask together. A torchvision v2 transform (or
+            any callable) is called as ``transform(image, mask)`` with
+            ``tv_tensors.Image`` and ``tv_tensors.Mask``; an Albumentations transform is
+            called as ``transform(image=array, mask=array)``.
+        fashion: use Fashion-MNIST instead of MNIST.
+
+    An item is ``(image float32 [1, 28, 28] in 0..1, mask int64 [28, 28])``.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        threshold: float = DEFAULT_THRESHOLD,
+        train: bool = True,
+        transform: Callable[..., Any] | None = None,
+        fashion: bool = False,
+    ) -> None:
+        super().__init__()
+        if not 0.0 <= threshold < 1.0:
+            raise ValueError(f"threshold must be in [0, 1), got {threshold}")
+        self.dataset_name = "fashion-mnist" if fashion else "mnist"
+        verify_raw_files(root, self.dataset_name)
+        self.mnist = (FashionMNIST if fashion else MNIST)(str(root), train=train)
+        self.threshold = threshold
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.mnist)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+        image = self.mnist.data[index].to(torch.float32).div(255.0).unsqueeze(0)  # (1, 28, 28)
+        label = self.mnist.targets[index].view(1)
+        mask = masks_from_images(image, label, self.threshold)[0]  # (28, 28)
+        if self.transform is None:
+            return image, mask
+        if _is_albumentations(self.transform):
+            return self._apply_albumentations(image, mask)
+        image, mask = self.transform(tv_tensors.Image(image), tv_tensors.Mask(mask))
+        return image.as_subclass(Tensor), mask.as_subclass(Tensor).to(torch.int64)
+
+    def _apply_albumentations(self, image: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        out = self.transform(image=image[0].numpy(), mask=mask.numpy())
+        image_out = torch.as_tensor(out["image"], dtype=torch.float32)
+        if image_out.dim() == 2:
+            image_out = image_out.unsqueeze(0)  # (H, W) -> (1, H, W)
+        elif image_out.dim() == 3 and image_out.shape[-1] == 1:
+            image_out = image_out.permute(2, 0, 1)  # (H, W, 1) -> (1, H, W)
+        return image_out.contiguous(), torch.as_tensor(out["mask"]).to(torch.int64)
+
+
+class BatchedLoader:
+    """Yields ``(images, masks)`` batches from a split held in memory as one tensor.
+
+    Each epoch shuffles (if asked), and augments each batch in one call. Masks are made
+    after augmentation from the augmented image (``mask_mode="derive"``) or by warping
+    the original mask with nearest-neighbour sampling (``"warp"``, as the reference).
+
+    Args:
+        images: uint8 ``[N, H, W]``; moved to ``device`` once.
+        labels: int64 ``[N]``.
+        batch_size: images per batch; the last batch may be smaller.
+        threshold: the foreground threshold of the mask rule.
+        augment: apply the random affine of :data:`mnistseg.augment.AFFINE_RANGES`.
+        shuffle: draw a new order every epoch.
+        seed: seeds the order and the augmentation.
+        device: where batches are made.
+        mask_mode: "derive" or "warp".
+
+    Batches: images float32 ``[B, 1, H, W]`` in 0..1, masks int64 ``[B, H, W]``.
+    """
+
+    def __init__(
+        self,
+        images: Tensor,
+        labels: Tensor,
+        batch_size: int,
+        threshold: float = DEFAULT_THRESHOLD,
+        augment: bool = False,
+        shuffle: bool = False,
+        seed: int = 0,
+        device: torch.device | str = "cpu",
+        mask_mode: str = "derive",
+    ) -> None:
+        if images.dtype != torch.uint8 or images.dim() != 3:
+            raise ValueError(f"images must be uint8 [N, H, W], got {images.dtype} {tuple(images.shape)}")
+        if labels.shape != images.shape[:1]:
+            raise ValueError(f"labels must be [N] = [{images.shape[0]}], got {tuple(labels.shape)}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if mask_mode not in ("derive", "warp"):
+            raise ValueError(f"mask_mode must be 'derive' or 'warp', got {mask_mode!r}")
+        self.device = torch.device(device)
+        self.images = images.to(self.device).unsqueeze(1)  # (N, 1, H, W), uint8
+        self.labels = labels.to(self.device)
+        self.batch_size = batch_size
+        self.threshold = threshold
+        self.augment = augment
+        self.shuffle = shuffle
+        self.mask_mode = mask_mode
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
+
+    def __len__(self) -> int:
+        return -(-len(self.labels) // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        count = len(self.labels)
+        if self.shuffle:
+            order = torch.randperm(count, generator=self.generator, device=self.device)
+        else:
+            order = torch.arange(count, device=self.device)
+        for start in range(0, count, self.batch_size):
+            index = order[start : start + self.batch_size]
+            images = self.images[index].to(torch.float32).div_(255.0)  # (B, 1, H, W)
+            labels = self.labels[index]
+            if not self.augment:
+                yield images, masks_from_images(images, labels, self.threshold)
+            elif self.mask_mode == "derive":
+                images = augment_batch(images, generator=self.generator)
+                yield images, masks_from_images(images, labels, self.threshold)
+            else:
+                masks = masks_from_images(images, labels, self.threshold)
+                images, masks = augment_batch(images, masks, generator=self.generator)
+                yield images, masks

@@ -1,0 +1,135 @@
+"""Stage 5: how good is a trained model? Counts and scores on a held-out split.
+
+:func:`evaluate` is the loop shared by validation during training and by the test-set
+evaluation of ``mnistseg evaluate``: logits, loss, ``argmax`` to a mask, one confusion
+count per batch, summed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from mnistseg.data import BatchedLoader, class_names, load_arrays
+from mnistseg.device import autocast
+from mnistseg.figures import save_overlay_grid
+from mnistseg.metrics import confusion_matrix, summarize
+from mnistseg.storage import atomic_write_json, load_model
+
+EVAL_BATCH_SIZE = 1000
+
+
+def predict_logits(model: nn.Module, images: Tensor, precision: str = "fp32", channels_last: bool = False) -> Tensor:
+    """Run the model on a batch, returning float32 logits ``[N, C, H, W]``."""
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    with autocast(images.device, precision):
+        return model(images).float()
+
+
+@torch.inference_mode()  # no autograd bookkeeping: faster and lighter than no_grad
+def evaluate(
+    model: nn.Module,
+    batches: Iterable[tuple[Tensor, Tensor]],
+    num_classes: int,
+    device: torch.device,
+    precision: str = "fp32",
+    channels_last: bool = False,
+) -> tuple[float, Tensor]:
+    """Mean cross-entropy and the summed confusion matrix over a split.
+
+    Args:
+        model: the network; put in eval mode here (BatchNorm uses its running stats).
+        batches: ``(images float [B, 1, H, W], masks int64 [B, H, W])`` pairs.
+        num_classes: classes, background included.
+        device: where the model is.
+        precision: "fp32", "bf16" or "fp16" autocast.
+        channels_last: feed the model NHWC tensors.
+
+    Returns:
+        ``(mean loss per pixel, confusion int64 [C, C] on the CPU)``.
+    """
+    model.eval()
+    criterion = nn.CrossEntropyLoss(reduction="sum")
+    confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
+    total_loss, total_pixels = 0.0, 0
+    for images, masks in batches:
+        images, masks = images.to(device, non_blocking=True), masks.to(device, non_blocking=True)
+        logits = predict_logits(model, images, precision, channels_last)  # (B, C, H, W)
+        total_loss += criterion(logits, masks).item()
+        total_pixels += masks.numel()
+        confusion += confusion_matrix(logits.argmax(dim=1), masks, num_classes)
+    if total_pixels == 0:
+        raise ValueError("evaluate() was given no batches")
+    return total_loss / total_pixels, confusion.cpu()
+
+
+def format_table(summary: dict[str, Any]) -> str:
+    """A fixed-width text table: one row per class, then the overall counts and scores."""
+
+    def score(value: float | None) -> str:
+        return "   nan" if value is None else f"{value:.4f}"
+
+    lines = [f"{'class':<12} {'TP':>10} {'FP':>8} {'FN':>8} {'IoU':>7} {'Dice':>7}"]
+    rows = list(summary["per_class"].items()) + [("all", summary)]
+    for name, row in rows:
+        if name == "all":
+            lines.append("-" * len(lines[0]))
+        counts = f"{row['tp']:>10,} {row['fp']:>8,} {row['fn']:>8,}"
+        lines.append(f"{name:<12} {counts} {score(row['iou']):>7} {score(row['dice']):>7}")
+    return "\n".join(lines)
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    root: str | Path,
+    device: torch.device,
+    json_path: str | Path | None = None,
+    figure_path: str | Path | None = None,
+    batch_size: int = EVAL_BATCH_SIZE,
+) -> dict[str, Any]:
+    """Evaluate a checkpoint on the full test split and write its JSON summary and figure.
+
+    Args:
+        checkpoint: folder written by ``mnistseg train``.
+        root: data root.
+        device: where to run.
+        json_path: summary file (default ``<checkpoint>/test_metrics.json``).
+        figure_path: overlay grid of the first 100 test images with predicted masks
+            (default ``<checkpoint>/test_overlay.png``).
+        batch_size: images per forward pass.
+
+    Returns:
+        The summary: ``tp``, ``fp``, ``fn``, ``iou``, ``dice``, ``per_class``, plus ``loss``,
+        ``images`` and ``checkpoint``.
+    """
+    checkpoint = Path(checkpoint)
+    model, config = load_model(checkpoint)
+    model.to(device)
+    dataset = config.get("dataset", "mnist")
+    threshold = float(config.get("threshold", 0.2))
+    names = class_names(dataset)
+    images, labels = load_arrays(root, train=False, dataset=dataset)
+    batches = BatchedLoader(images, labels, batch_size, threshold=threshold, device=device)
+    precision = "fp32"  # the published numbers come from full precision: no autocast here
+    loss, confusion = evaluate(model, batches, len(names), device, precision)
+    summary = summarize(confusion, names)
+    summary.update(loss=loss, images=len(labels), checkpoint=str(checkpoint), precision=precision)
+    atomic_write_json(json_path or checkpoint / "test_metrics.json", summary)
+
+    first_images, first_masks = next(iter(BatchedLoader(images[:100], labels[:100], 100, threshold, device=device)))
+    with torch.inference_mode():
+        predicted = predict_logits(model, first_images, precision).argmax(dim=1)
+    errors = int((predicted != first_masks).sum())
+    save_overlay_grid(
+        first_images,
+        predicted,
+        figure_path or checkpoint / "test_overlay.png",
+        names,
+        title=f"Test images 1-100 with predicted masks ({errors} pixels differ from the truth)",
+    )
+    return summary

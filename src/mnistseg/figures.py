@@ -1,0 +1,180 @@
+"""Stage 6: the pictures. One fixed colour per class id in every figure.
+
+Background is black; digits 0..9 (class ids 1..10) take matplotlib's tab10 colours in
+order, so "the 3s are red" holds in every figure of the package.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no window: works on a headless machine
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+from torch import Tensor  # noqa: E402
+
+from mnistseg.data import SegmentationMNIST, class_names, reference_train_transform  # noqa: E402
+from mnistseg.storage import atomic_write_bytes  # noqa: E402
+
+TAB10 = (
+    (0.122, 0.467, 0.706), (1.000, 0.498, 0.055), (0.173, 0.627, 0.173), (0.839, 0.153, 0.157),
+    (0.580, 0.404, 0.741), (0.549, 0.337, 0.294), (0.890, 0.467, 0.761), (0.498, 0.498, 0.498),
+    (0.737, 0.741, 0.133), (0.090, 0.745, 0.812),
+)  # fmt: skip
+CLASS_COLORS = ((0.0, 0.0, 0.0),) + TAB10  # index = class id; 0 = background, black
+
+
+def class_color_table() -> Tensor:
+    """float32 ``[11, 3]`` RGB in 0..1, row = class id."""
+    return torch.tensor(CLASS_COLORS, dtype=torch.float32)
+
+
+def overlay_masks(images: Tensor, masks: Tensor, alpha: float = 0.65) -> np.ndarray:
+    """Blend class colours over grayscale images where the mask is foreground.
+
+    Args:
+        images: float ``[N, 1, H, W]`` in 0..1.
+        masks: int64 ``[N, H, W]`` class ids 0..10.
+        alpha: weight of the class colour on foreground pixels.
+
+    Returns:
+        float32 numpy ``[N, H, W, 3]`` RGB in 0..1.
+    """
+    if images.dim() != 4 or masks.shape != (images.shape[0], *images.shape[2:]):
+        raise ValueError(
+            f"expected images [N, 1, H, W] and masks [N, H, W], got {list(images.shape)}, {list(masks.shape)}"
+        )
+    gray = images.detach().float().cpu()[:, 0].clamp(0, 1).unsqueeze(-1).expand(-1, -1, -1, 3)  # (N, H, W, 3)
+    colors = class_color_table()[masks.detach().cpu().clamp(0, len(CLASS_COLORS) - 1)]  # (N, H, W, 3)
+    foreground = (masks.detach().cpu() > 0).unsqueeze(-1)
+    blended = torch.where(foreground, (1 - alpha) * gray + alpha * colors, gray)
+    return blended.numpy()
+
+
+def legend_handles(names: Sequence[str]) -> list[Patch]:
+    """One coloured patch per foreground class (names[0] is the background)."""
+    return [Patch(color=CLASS_COLORS[index], label=name) for index, name in enumerate(names) if index > 0]
+
+
+def save_figure(figure: plt.Figure, path: str | Path, dpi: int = 100) -> None:
+    """Render a figure to PNG in memory, then write it atomically, and close it."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(figure)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def save_overlay_grid(
+    images: Tensor,
+    masks: Tensor,
+    path: str | Path,
+    names: Sequence[str],
+    title: str = "",
+    columns: int = 10,
+) -> None:
+    """A grid of images with their masks overlaid, and a legend of the classes.
+
+    Args:
+        images: float ``[N, 1, H, W]`` in 0..1.
+        masks: int64 ``[N, H, W]`` (true or predicted).
+        path: PNG file to write.
+        names: the 11 class names, background first.
+        title: figure title.
+        columns: images per row.
+    """
+    pictures = overlay_masks(images, masks)
+    rows = -(-len(pictures) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(columns * 1.0, rows * 1.0 + 0.5), squeeze=False)
+    for index, axis in enumerate(axes.flat):
+        axis.axis("off")
+        if index < len(pictures):
+            axis.imshow(pictures[index], interpolation="nearest")
+    figure.legend(handles=legend_handles(names), loc="lower center", ncol=min(10, len(names) - 1), frameon=False)
+    if title:
+        figure.suptitle(title)
+    figure.subplots_adjust(wspace=0.05, hspace=0.05, bottom=0.5 / (rows + 0.5))
+    save_figure(figure, path)
+
+
+def save_learning_curve(history: Sequence[dict[str, Any]], path: str | Path) -> None:
+    """Loss (train and validation) and validation IoU per epoch, side by side.
+
+    Args:
+        history: one dict per epoch with ``epoch``, ``train_loss``, ``val_loss``, ``iou``.
+        path: PNG file to write.
+    """
+    epochs = [row["epoch"] for row in history]
+    figure, (loss_axis, iou_axis) = plt.subplots(1, 2, figsize=(10, 3.5))
+    loss_axis.plot(epochs, [row["train_loss"] for row in history], marker="o", label="train")
+    loss_axis.plot(epochs, [row["val_loss"] for row in history], marker="o", label="validation")
+    loss_axis.set(xlabel="epoch", ylabel="cross-entropy loss", yscale="log", title="Loss")
+    loss_axis.legend()
+    iou_axis.plot(epochs, [row["iou"] for row in history], marker="o", color=TAB10[2])
+    iou_axis.set(xlabel="epoch", ylabel="IoU (foreground, micro)", title="Validation IoU")
+    for axis in (loss_axis, iou_axis):
+        axis.grid(alpha=0.3)
+        axis.xaxis.get_major_locator().set_params(integer=True)
+    save_figure(figure, path)
+
+
+def save_augmentation_figure(
+    image: Tensor, mask: Tensor, augmented: Sequence[tuple[Tensor, Tensor]], path: str | Path, names: Sequence[str]
+) -> None:
+    """One image augmented many times: each column shows an image above its mask.
+
+    Args:
+        image: float ``[1, H, W]``, the original.
+        mask: int64 ``[H, W]``, its mask.
+        augmented: ``(image [1, H, W], mask [H, W])`` pairs drawn by the augmentation.
+        path: PNG file to write.
+        names: the 11 class names, background first.
+    """
+    pairs = [(image, mask), *augmented]
+    figure, axes = plt.subplots(2, len(pairs), figsize=(len(pairs) * 1.1, 2.8), squeeze=False)
+    for column, (picture, labels) in enumerate(pairs):
+        axes[0, column].imshow(picture[0].cpu().numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        colored = class_color_table()[labels.cpu()].numpy()
+        axes[1, column].imshow(colored, interpolation="nearest")
+        axes[0, column].set_title("original" if column == 0 else f"#{column}", fontsize=8)
+    for axis in axes.flat:
+        axis.set_xticks([])
+        axis.set_yticks([])
+    axes[0, 0].set_ylabel("image")
+    axes[1, 0].set_ylabel("mask")
+    present = sorted({int(value) for _, labels in pairs for value in labels.unique() if value > 0})
+    handles = [Patch(color=CLASS_COLORS[index], label=names[index]) for index in present]
+    figure.legend(handles=handles, loc="lower center", frameon=False)
+    figure.suptitle("Random affine: image and mask move together")
+    save_figure(figure, path)
+
+
+def draw_dataset_figures(root: str | Path, out: str | Path, dataset: str = "mnist", seed: int = 0) -> list[Path]:
+    """Write ``dataset_overlay.png`` (training images with their true masks) and
+    ``augmentation.png`` (one image through the reference augmentation 9 times).
+
+    Returns:
+        The paths written.
+    """
+    out = Path(out)
+    names = class_names(dataset)
+    fashion = dataset == "fashion-mnist"
+    plain = SegmentationMNIST(root, train=True, fashion=fashion)
+    images, masks = zip(*(plain[index] for index in range(50)), strict=True)
+    overlay_path = out / "dataset_overlay.png"
+    save_overlay_grid(
+        torch.stack(images), torch.stack(masks), overlay_path, names,
+        title="Training images with their masks (threshold 0.2, class = digit + 1)",
+    )  # fmt: skip
+
+    torch.manual_seed(seed)  # torchvision's v2 transforms draw from torch's global generator
+    augmented = SegmentationMNIST(root, train=True, transform=reference_train_transform(), fashion=fashion)
+    augmentation_path = out / "augmentation.png"
+    save_augmentation_figure(*plain[0], [augmented[0] for _ in range(9)], augmentation_path, names)
+    return [overlay_path, augmentation_path]

@@ -1,0 +1,150 @@
+"""The real command line, end to end on a subset, as separate processes."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from mnistseg.data import load_arrays
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def mnistseg(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m mnistseg ARGS`` and capture its output."""
+    return subprocess.run(
+        [sys.executable, "-m", "mnistseg", *map(str, args)], capture_output=True, text=True, timeout=600, cwd=cwd
+    )
+
+
+def assert_valid_png(path: Path) -> None:
+    assert path.read_bytes()[:8] == PNG_SIGNATURE, path
+    with Image.open(path) as image:
+        image.verify()
+
+
+@pytest.fixture(scope="module")
+def trained(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A checkpoint trained for 2 epochs on 600 images (500 train / 100 val)."""
+    out = tmp_path_factory.mktemp("run")
+    result = mnistseg("train", "--root", data_root, "--out", out, "--subset", 600, "--epochs", 2, "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    assert "epoch  2/2" in result.stdout
+    return out
+
+
+def test_train_writes_checkpoint_metrics_and_figures(trained: Path) -> None:
+    rows = list(csv.DictReader((trained / "metrics.csv").open()))
+    assert [row["epoch"] for row in rows] == ["1", "2"]
+    for row in rows:
+        tp, fp, fn = int(row["tp"]), int(row["fp"]), int(row["fn"])
+        assert float(row["iou"]) == pytest.approx(tp / (tp + fp + fn))
+    config = json.loads((trained / "config.json").read_text())
+    assert config["model"] == {"in_channels": 1, "num_classes": 11, "base_width": 16}
+    assert config["recipe"]["name"] == "quick" and config["recipe"]["subset"] == 600
+    assert config["class_names"][0] == "background" and len(config["class_names"]) == 11
+    assert config["last"]["epoch"] == 2 and config["best"]["epoch"] in (1, 2)
+    assert {"torch", "torchvision", "mnistseg", "python"} <= set(config["versions"])
+    assert (trained / "model.safetensors").stat().st_size > 100_000
+    assert (trained / "last.safetensors").is_file()
+    for name in ("learning_curve.png", "figures/val_epoch_001.png", "figures/val_epoch_002.png"):
+        assert_valid_png(trained / name)
+    assert not list(trained.rglob("*.tmp")), "a temporary file was left behind"
+
+
+def test_evaluate_counts_every_test_pixel(trained: Path, data_root: Path, tmp_path: Path) -> None:
+    json_path = tmp_path / "summary.json"
+    result = mnistseg("evaluate", "--checkpoint", trained, "--root", data_root, "--json", json_path, "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(json_path.read_text())
+    assert {"tp", "fp", "fn", "iou", "dice", "per_class"} <= set(summary)
+    # Every truly-foreground test pixel is either found (TP) or missed (FN): TP + FN is the
+    # number of test pixels over the threshold, counted here straight from the raw file.
+    images, _ = load_arrays(data_root, train=False)
+    assert summary["tp"] + summary["fn"] == int((images.float() / 255 > 0.2).sum())
+    assert summary["iou"] == pytest.approx(summary["tp"] / (summary["tp"] + summary["fp"] + summary["fn"]))
+    assert sum(row["tp"] for row in summary["per_class"].values()) == summary["tp"]
+    assert f"TP {summary['tp']:,}" in result.stdout
+    assert_valid_png(trained / "test_overlay.png")
+
+
+def test_figures_command(data_root: Path, tmp_path: Path) -> None:
+    result = mnistseg("figures", "--root", data_root, "--out", tmp_path)
+    assert result.returncode == 0, result.stderr
+    for name in ("dataset_overlay.png", "augmentation.png"):
+        assert_valid_png(tmp_path / name)
+        with Image.open(tmp_path / name) as image:
+            assert image.width > 400
+
+
+def test_data_command_is_idempotent(data_root: Path) -> None:
+    result = mnistseg("data", "--root", data_root)
+    assert result.returncode == 0 and "SHA-256 verified" in result.stdout
+
+
+def one_line_error(result: subprocess.CompletedProcess[str], expected_status: int, *fragments: str) -> None:
+    assert result.returncode == expected_status, (result.returncode, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_bad_inputs_end_with_one_clear_line(tmp_path: Path, trained: Path, data_root: Path) -> None:
+    missing_root = tmp_path / "no-data"
+    one_line_error(mnistseg("train", "--root", missing_root, "--out", tmp_path / "o"), 1, "missing", "mnistseg data")
+    one_line_error(mnistseg("evaluate", "--checkpoint", tmp_path / "nothing", "--root", data_root), 1, "does not exist")
+    one_line_error(mnistseg("train", "--preset", "turbo"), 2, "invalid choice", "turbo")
+    one_line_error(mnistseg("train", "--epochs", "0"), 2, "at least 1")
+    one_line_error(mnistseg("train", "--lr", "fast"), 2, "not a number")
+    one_line_error(mnistseg("frobnicate"), 2, "invalid choice")
+    one_line_error(mnistseg("train", "--device", "cuda", "--root", data_root, "--subset", "60"), 1, "CUDA")
+
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "config.json").write_text((trained / "config.json").read_text())
+    (corrupt / "model.safetensors").write_bytes(b"\x00" * 100)
+    one_line_error(mnistseg("evaluate", "--checkpoint", corrupt, "--root", data_root), 1, "not a valid safetensors")
+    (corrupt / "config.json").write_text("{ not json")
+    one_line_error(mnistseg("evaluate", "--checkpoint", corrupt, "--root", data_root), 1, "not valid JSON")
+
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    config = json.loads((trained / "config.json").read_text())
+    config["model"]["base_width"] = 8  # the weights are for width 16
+    (foreign / "config.json").write_text(json.dumps(config))
+    (foreign / "model.safetensors").write_bytes((trained / "model.safetensors").read_bytes())
+    one_line_error(mnistseg("evaluate", "--checkpoint", foreign, "--root", data_root), 1, "does not fit")
+
+
+def test_the_per_item_dataset_loader_trains_too(data_root: Path, tmp_path: Path) -> None:
+    from mnistseg.device import resolve_device
+    from mnistseg.train import fit, get_preset
+
+    recipe = get_preset("reference", subset=120, epochs=1, base_width=4, num_workers=0)
+    config = fit(recipe, data_root, tmp_path, resolve_device("cpu"), log=lambda line: None)
+    assert config["recipe"]["loader"] == "dataset"
+    assert config["last"]["val"]["tp"] + config["last"]["val"]["fn"] > 0
+    assert (tmp_path / "model.safetensors").is_file()
+
+
+def test_presets_and_overrides() -> None:
+    from mnistseg.train import get_preset
+
+    reference = get_preset("reference")
+    assert (reference.base_width, reference.batch_size, reference.lr, reference.epochs) == (64, 100, 1e-3, 20)
+    assert (reference.loader, reference.precision, reference.schedule) == ("dataset", "fp32", "constant")
+    assert get_preset("quick", epochs=7).epochs == 7
+    with pytest.raises(ValueError, match="unknown preset"):
+        get_preset("turbo")
+    with pytest.raises(ValueError, match="unknown recipe field"):
+        get_preset("quick", colour="red")
+    with pytest.raises(ValueError, match="precision"):
+        get_preset("quick", precision="fp8")
