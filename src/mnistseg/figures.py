@@ -91,7 +91,7 @@ def save_overlay_grid(
     """
     pictures = overlay_masks(images, masks)
     rows = -(-len(pictures) // columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(columns * 1.0, rows * 1.0 + 0.5), squeeze=False)
+    figure, axes = plt.subplots(rows, columns, figsize=(columns * 1.0, rows * 1.0 + 0.9), squeeze=False)
     for index, axis in enumerate(axes.flat):
         axis.axis("off")
         if index < len(pictures):
@@ -99,7 +99,7 @@ def save_overlay_grid(
     figure.legend(handles=legend_handles(names), loc="lower center", ncol=min(10, len(names) - 1), frameon=False)
     if title:
         figure.suptitle(title)
-    figure.subplots_adjust(wspace=0.05, hspace=0.05, bottom=0.5 / (rows + 0.5))
+    figure.subplots_adjust(wspace=0.05, hspace=0.05, bottom=0.5 / (rows + 0.9), top=1 - 0.4 / (rows + 0.9))
     save_figure(figure, path)
 
 
