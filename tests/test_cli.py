@@ -122,29 +122,3 @@ def test_bad_inputs_end_with_one_clear_line(tmp_path: Path, trained: Path, data_
     (foreign / "config.json").write_text(json.dumps(config))
     (foreign / "model.safetensors").write_bytes((trained / "model.safetensors").read_bytes())
     one_line_error(mnistseg("evaluate", "--checkpoint", foreign, "--root", data_root), 1, "does not fit")
-
-
-def test_the_per_item_dataset_loader_trains_too(data_root: Path, tmp_path: Path) -> None:
-    from mnistseg.device import resolve_device
-    from mnistseg.train import fit, get_preset
-
-    recipe = get_preset("reference", subset=120, epochs=1, base_width=4, num_workers=0)
-    config = fit(recipe, data_root, tmp_path, resolve_device("cpu"), log=lambda line: None)
-    assert config["recipe"]["loader"] == "dataset"
-    assert config["last"]["val"]["tp"] + config["last"]["val"]["fn"] > 0
-    assert (tmp_path / "model.safetensors").is_file()
-
-
-def test_presets_and_overrides() -> None:
-    from mnistseg.train import get_preset
-
-    reference = get_preset("reference")
-    assert (reference.base_width, reference.batch_size, reference.lr, reference.epochs) == (64, 100, 1e-3, 20)
-    assert (reference.loader, reference.precision, reference.schedule) == ("dataset", "fp32", "constant")
-    assert get_preset("quick", epochs=7).epochs == 7
-    with pytest.raises(ValueError, match="unknown preset"):
-        get_preset("turbo")
-    with pytest.raises(ValueError, match="unknown recipe field"):
-        get_preset("quick", colour="red")
-    with pytest.raises(ValueError, match="precision"):
-        get_preset("quick", precision="fp8")

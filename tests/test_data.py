@@ -9,7 +9,6 @@ import torch
 from torchvision.transforms import v2
 
 from mnistseg import SegmentationMNIST
-from mnistseg.augment import AffineRanges
 from mnistseg.data import BatchedLoader, load_arrays, masks_from_images, reference_train_transform, split_indices
 
 
@@ -89,18 +88,6 @@ def test_batched_loader_without_augmentation_gives_the_datasets_masks(data_root:
         image, mask = dataset[index]
         assert torch.equal(batch_images[index], image)
         assert torch.equal(batch_masks[index], mask)
-
-
-def test_identity_augmentation_changes_nothing(data_root: Path) -> None:
-    from mnistseg.augment import augment_batch
-
-    images, labels = load_arrays(data_root, train=False)
-    batch = images[:32].unsqueeze(1).float() / 255
-    masks = masks_from_images(batch, labels[:32])
-    identity = AffineRanges(degrees=0.0, translate_px=0.0, scale=(1.0, 1.0), shear_degrees=0.0)
-    warped, warped_masks = augment_batch(batch, masks, ranges=identity)
-    torch.testing.assert_close(warped, batch, atol=1e-5, rtol=0)
-    assert torch.equal(warped_masks, masks)
 
 
 @pytest.mark.parametrize("mask_mode", ["derive", "warp"])

@@ -4,10 +4,9 @@ The reference augments one image at a time in DataLoader workers. Here every ima
 batch gets its own random affine (rotation, x-shear, scale, whole-pixel translation, the
 ranges of :data:`AFFINE_RANGES`), and the batch is warped by one ``F.grid_sample`` call.
 
-``F.affine_grid`` asks for the *inverse* map: for each output pixel, where to sample
-in the input. Coordinates are normalised to [-1, 1] (``align_corners=False``), so a
-pixel-space map ``p_out = A p_in + t`` about the image centre becomes, with
-``D = diag(W/2, H/2)``, ``n_in = D^-1 A^-1 D n_out - D^-1 A^-1 t``.
+``grid_sample`` asks for the *inverse* map: for each output pixel, where to read in the
+input, in coordinates normalised to [-1, 1]. :func:`sampling_grid` builds it from the
+forward map ``p_out = A p_in + t`` (pixels, about the image centre).
 """
 
 from __future__ import annotations
@@ -71,16 +70,31 @@ def random_affine_matrices(
 def sampling_grid(linear: Tensor, shift: Tensor, height: int, width: int) -> Tensor:
     """The ``grid_sample`` grid that applies ``p -> linear @ p + shift`` to ``[H, W]`` images.
 
+    For each output pixel, its centre ``q`` (pixels, relative to the image centre) is
+    mapped back to the input point ``linear^-1 (q - shift)``, then normalised to [-1, 1]
+    as ``grid_sample(align_corners=False)`` expects. Built by broadcasting, which is
+    several times faster on a CPU than ``torch.linalg.inv`` plus ``F.affine_grid`` for
+    a batch of 2x2 maps.
+
+    Args:
+        linear: float ``[B, 2, 2]``.
+        shift: float ``[B, 2]`` as (x, y) pixels.
+        height: image height H.
+        width: image width W.
+
     Returns:
-        float ``[B, H, W, 2]`` normalised input coordinates for each output pixel.
+        float ``[B, H, W, 2]`` normalised (x, y) input coordinates for each output pixel.
     """
-    half = torch.tensor([width / 2.0, height / 2.0], device=linear.device, dtype=linear.dtype)
-    inverse = torch.linalg.inv(linear)  # (B, 2, 2)
-    # D^-1 A^-1 D, then the shift carried through the inverse into normalised units.
-    theta_linear = inverse * half.view(1, 1, 2) / half.view(1, 2, 1)
-    theta_shift = -(inverse @ shift.unsqueeze(-1)).squeeze(-1) / half  # (B, 2)
-    theta = torch.cat([theta_linear, theta_shift.unsqueeze(-1)], dim=2)  # (B, 2, 3)
-    return F.affine_grid(theta, [len(theta), 1, height, width], align_corners=False)
+    (a, b), (c, d) = linear[:, 0].unbind(-1), linear[:, 1].unbind(-1)  # each (B,)
+    determinant = a * d - b * c
+    inverse = [[d / determinant, -b / determinant], [-c / determinant, a / determinant]]  # 2x2 of (B,)
+    columns = torch.arange(width, device=linear.device, dtype=linear.dtype) + 0.5 - width / 2
+    rows = torch.arange(height, device=linear.device, dtype=linear.dtype) + 0.5 - height / 2
+    qx = columns.view(1, 1, width) - shift[:, 0].view(-1, 1, 1)  # (B, 1, W)
+    qy = rows.view(1, height, 1) - shift[:, 1].view(-1, 1, 1)  # (B, H, 1)
+    px = inverse[0][0].view(-1, 1, 1) * qx + inverse[0][1].view(-1, 1, 1) * qy  # (B, H, W)
+    py = inverse[1][0].view(-1, 1, 1) * qx + inverse[1][1].view(-1, 1, 1) * qy
+    return torch.stack([px * (2.0 / width), py * (2.0 / height)], dim=-1)  # (B, H, W, 2)
 
 
 def augment_batch(

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from dataclasses import fields
 from pathlib import Path
 from typing import NoReturn
 
@@ -63,7 +62,7 @@ def add_device(parser: argparse.ArgumentParser) -> None:
 
 def get_args_parser() -> argparse.ArgumentParser:
     """The parser of every subcommand, reusable by tests and scripts."""
-    from mnistseg.train import Recipe, presets
+    from mnistseg.train import DEFAULT_PRESET, presets
 
     parser = OneLineArgumentParser(prog="mnistseg", description="Semantic segmentation on MNIST.")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
@@ -78,33 +77,41 @@ def get_args_parser() -> argparse.ArgumentParser:
         "--download", action="store_true", help="fall back to torchvision's download if no offline copy (default: off)"
     )
 
-    defaults = presets()["quick"]
+    default = presets()[DEFAULT_PRESET]
     train = commands.add_parser("train", help="train the U-Net and write a checkpoint folder")
     add_root(train)
     add_device(train)
-    train.add_argument("--preset", choices=tuple(presets()), default="quick", help="starting recipe (default: quick)")
+    train.add_argument(
+        "--preset", choices=tuple(presets()), default=DEFAULT_PRESET,
+        help=f"starting recipe; the flags below override its fields (default: {DEFAULT_PRESET})",
+    )  # fmt: skip
     train.add_argument("--out", type=Path, help="output folder (default: runs/<preset>)")
-    train.add_argument("--epochs", type=positive_int, help=f"epochs (default: the preset's; quick: {defaults.epochs})")
-    train.add_argument(
-        "--batch-size", type=positive_int, help=f"images per step (default: the preset's; quick: {defaults.batch_size})"
+    switch = argparse.BooleanOptionalAction
+    recipe_flags = (
+        ("epochs", {"type": positive_int}, "passes over the training split"),
+        ("batch_size", {"type": positive_int}, "images per optimizer step"),
+        ("lr", {"type": positive_float}, "Adam's learning rate (the one-cycle peak)"),
+        ("base_width", {"type": positive_int}, "U-Net channels at full resolution"),
+        ("seed", {"type": int}, "seeds split, weights, order and augmentation"),
+        ("subset", {"type": positive_int}, "train on the first N training images, split 5:1"),
+        ("schedule", {"choices": ("constant", "onecycle")}, "learning-rate schedule"),
+        ("precision", {"choices": ("fp32", "bf16", "fp16")}, "autocast precision"),
+        ("loader", {"choices": ("batched", "dataset")}, "in-memory batched path or per-item Dataset"),
+        ("num_workers", {"type": int}, "DataLoader workers (--loader dataset)"),
+        ("channels_last", {"action": switch}, "NHWC memory layout"),
+        ("mask_mode", {"choices": ("derive", "warp")}, "batched path: mask from the augmented image, or warped"),
+        ("augment", {"action": switch}, "random affine on the training split"),
+        ("ema_decay", {"type": float}, "moving average of the weights, 0 for off"),
+        ("tta", {"action": switch}, "validate with test-time shift averaging"),
+        ("threshold", {"type": float}, "intensity over which a pixel is foreground"),
+        ("dataset", {"choices": ("mnist", "fashion-mnist")}, "data set"),
     )
-    train.add_argument("--lr", type=positive_float, help=f"learning rate (default: the preset's; quick: {defaults.lr})")
-    train.add_argument(
-        "--base-width", type=positive_int, help=f"U-Net width (default: the preset's; quick: {defaults.base_width})"
-    )
-    train.add_argument("--seed", type=int, help="random seed (default: 0)")
-    train.add_argument("--subset", type=positive_int, help="use the first N training images, split 5:1 (default: all)")
-    train.add_argument(
-        "--precision", choices=("fp32", "bf16", "fp16"), help="autocast precision (default: the preset's)"
-    )
-    train.add_argument(
-        "--loader", choices=("batched", "dataset"), help="batched in-memory or per-item Dataset (default: the preset's)"
-    )
-    train.add_argument(
-        "--num-workers", type=int, help="DataLoader workers for --loader dataset (default: the preset's)"
-    )
-    train.add_argument("--dataset", choices=("mnist", "fashion-mnist"), help="data set (default: mnist)")
-    train.set_defaults(recipe_fields=[field.name for field in fields(Recipe)])
+    for name, options, text in recipe_flags:
+        flag = "--" + name.replace("_", "-")
+        train.add_argument(
+            flag, dest=name, help=f"{text} (default: {DEFAULT_PRESET}: {getattr(default, name)})", **options
+        )
+    train.set_defaults(recipe_fields=[name for name, _, _ in recipe_flags])
 
     evaluate = commands.add_parser("evaluate", help="test-set TP/FP/FN/IoU/Dice of a checkpoint")
     add_root(evaluate)
@@ -112,6 +119,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--checkpoint", type=Path, required=True, help="folder written by `mnistseg train`")
     evaluate.add_argument("--json", type=Path, help="summary file (default: <checkpoint>/test_metrics.json)")
     evaluate.add_argument("--figure", type=Path, help="overlay grid (default: <checkpoint>/test_overlay.png)")
+    evaluate.add_argument(
+        "--tta", action=argparse.BooleanOptionalAction, help="test-time shift averaging (default: as trained)"
+    )
 
     figures = commands.add_parser("figures", help="draw the data-set overlay and augmentation figures")
     add_root(figures)
@@ -134,11 +144,7 @@ def run_train(args: argparse.Namespace) -> None:
     from mnistseg.device import resolve_device
     from mnistseg.train import fit, get_preset
 
-    overrides = {
-        name: getattr(args, name)
-        for name in args.recipe_fields
-        if name != "name" and getattr(args, name, None) is not None
-    }
+    overrides = {name: getattr(args, name) for name in args.recipe_fields if getattr(args, name) is not None}
     recipe = get_preset(args.preset, **overrides)
     device = resolve_device(args.device)
     out = args.out or Path("runs") / args.preset
@@ -151,7 +157,8 @@ def run_evaluate(args: argparse.Namespace) -> None:
     from mnistseg.device import resolve_device
     from mnistseg.evaluate import evaluate_checkpoint, format_table
 
-    summary = evaluate_checkpoint(args.checkpoint, args.root, resolve_device(args.device), args.json, args.figure)
+    device = resolve_device(args.device)
+    summary = evaluate_checkpoint(args.checkpoint, args.root, device, args.json, args.figure, tta=args.tta)
     print(format_table(summary))
     print(
         f"test set ({summary['images']:,} images): TP {summary['tp']:,}  FP {summary['fp']:,}  FN {summary['fn']:,}  "

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mnistseg.data import BatchedLoader, class_names, load_arrays
@@ -23,12 +24,41 @@ from mnistseg.storage import atomic_write_json, load_model
 EVAL_BATCH_SIZE = 1000
 
 
-def predict_logits(model: nn.Module, images: Tensor, precision: str = "fp32", channels_last: bool = False) -> Tensor:
-    """Run the model on a batch, returning float32 logits ``[N, C, H, W]``."""
-    if channels_last:
-        images = images.contiguous(memory_format=torch.channels_last)
-    with autocast(images.device, precision):
-        return model(images).float()
+# Test-time averaging: the logits of the image and of its copies shifted by one pixel
+# (shifted back before averaging). Flips would not do: a flipped 2 is not a 2.
+TTA_SHIFTS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))
+
+
+def shift_images(images: Tensor, dy: int, dx: int) -> Tensor:
+    """Move the content of ``[N, C, H, W]`` images ``dy`` pixels down and ``dx`` right, filling with 0."""
+    height, width = images.shape[-2:]
+    padded = F.pad(images, (max(dx, 0), max(-dx, 0), max(dy, 0), max(-dy, 0)))
+    top, left = max(-dy, 0), max(-dx, 0)
+    return padded[..., top : top + height, left : left + width]
+
+
+def predict_logits(
+    model: nn.Module, images: Tensor, precision: str = "fp32", channels_last: bool = False, tta: bool = False
+) -> Tensor:
+    """Run the model on a batch, returning float32 logits ``[N, C, H, W]``.
+
+    Args:
+        model: the network (in eval mode for inference).
+        images: float ``[N, 1, H, W]``.
+        precision: autocast precision.
+        channels_last: feed the model NHWC tensors.
+        tta: average the logits over :data:`TTA_SHIFTS` (5 forward passes).
+    """
+    shifts = TTA_SHIFTS if tta else ((0, 0),)
+    total = None
+    for dy, dx in shifts:
+        shifted = shift_images(images, dy, dx)
+        if channels_last:
+            shifted = shifted.contiguous(memory_format=torch.channels_last)
+        with autocast(images.device, precision):
+            logits = shift_images(model(shifted).float(), -dy, -dx)
+        total = logits if total is None else total + logits
+    return total / len(shifts)
 
 
 @torch.inference_mode()  # no autograd bookkeeping: faster and lighter than no_grad
@@ -39,6 +69,7 @@ def evaluate(
     device: torch.device,
     precision: str = "fp32",
     channels_last: bool = False,
+    tta: bool = False,
 ) -> tuple[float, Tensor]:
     """Mean cross-entropy and the summed confusion matrix over a split.
 
@@ -49,6 +80,7 @@ def evaluate(
         device: where the model is.
         precision: "fp32", "bf16" or "fp16" autocast.
         channels_last: feed the model NHWC tensors.
+        tta: average logits over 1-pixel shifts (:func:`predict_logits`).
 
     Returns:
         ``(mean loss per pixel, confusion int64 [C, C] on the CPU)``.
@@ -59,7 +91,7 @@ def evaluate(
     total_loss, total_pixels = 0.0, 0
     for images, masks in batches:
         images, masks = images.to(device, non_blocking=True), masks.to(device, non_blocking=True)
-        logits = predict_logits(model, images, precision, channels_last)  # (B, C, H, W)
+        logits = predict_logits(model, images, precision, channels_last, tta)  # (B, C, H, W)
         total_loss += criterion(logits, masks).item()
         total_pixels += masks.numel()
         confusion += confusion_matrix(logits.argmax(dim=1), masks, num_classes)
@@ -91,6 +123,7 @@ def evaluate_checkpoint(
     json_path: str | Path | None = None,
     figure_path: str | Path | None = None,
     batch_size: int = EVAL_BATCH_SIZE,
+    tta: bool | None = None,
 ) -> dict[str, Any]:
     """Evaluate a checkpoint on the full test split and write its JSON summary and figure.
 
@@ -102,6 +135,7 @@ def evaluate_checkpoint(
         figure_path: overlay grid of the first 100 test images with predicted masks
             (default ``<checkpoint>/test_overlay.png``).
         batch_size: images per forward pass.
+        tta: test-time shift averaging; None takes the recipe's choice from config.json.
 
     Returns:
         The summary: ``tp``, ``fp``, ``fn``, ``iou``, ``dice``, ``per_class``, plus ``loss``,
@@ -116,14 +150,16 @@ def evaluate_checkpoint(
     images, labels = load_arrays(root, train=False, dataset=dataset)
     batches = BatchedLoader(images, labels, batch_size, threshold=threshold, device=device)
     precision = "fp32"  # the published numbers come from full precision: no autocast here
-    loss, confusion = evaluate(model, batches, len(names), device, precision)
+    if tta is None:
+        tta = bool(config.get("recipe", {}).get("tta", False))
+    loss, confusion = evaluate(model, batches, len(names), device, precision, tta=tta)
     summary = summarize(confusion, names)
-    summary.update(loss=loss, images=len(labels), checkpoint=str(checkpoint), precision=precision)
+    summary.update(loss=loss, images=len(labels), checkpoint=str(checkpoint), precision=precision, tta=tta)
     atomic_write_json(json_path or checkpoint / "test_metrics.json", summary)
 
     first_images, first_masks = next(iter(BatchedLoader(images[:100], labels[:100], 100, threshold, device=device)))
     with torch.inference_mode():
-        predicted = predict_logits(model, first_images, precision).argmax(dim=1)
+        predicted = predict_logits(model, first_images, precision, tta=tta).argmax(dim=1)
     errors = int((predicted != first_masks).sum())
     save_overlay_grid(
         first_images,

@@ -50,6 +50,7 @@ from mnistseg.storage import (
     save_weights,
 )
 
+DEFAULT_PRESET = "quick"
 METRICS_COLUMNS = ("epoch", "train_loss", "val_loss", "tp", "fp", "fn", "iou", "dice", "lr", "seconds")
 
 
@@ -69,6 +70,10 @@ class Recipe:
         num_workers: DataLoader worker processes (loader "dataset" only).
         channels_last: NHWC memory layout, faster convolutions on CPUs and tensor cores.
         mask_mode: batched loader: "derive" the mask from the augmented image, or "warp" it.
+        augment: apply the random affine to the training split.
+        ema_decay: keep an exponential moving average of the weights with this decay per
+            step, and validate and save the average (0 turns it off).
+        tta: evaluate with test-time averaging of the logits over 1-pixel shifts.
         seed: seeds the split, the initial weights, the order and the augmentation.
         threshold: intensity over which a pixel is foreground.
         dataset: "mnist" or "fashion-mnist".
@@ -86,6 +91,9 @@ class Recipe:
     num_workers: int = 4
     channels_last: bool = False
     mask_mode: str = "warp"
+    augment: bool = True
+    ema_decay: float = 0.0
+    tta: bool = False
     seed: int = 0
     threshold: float = 0.2
     dataset: str = "mnist"
@@ -97,6 +105,8 @@ class Recipe:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
         if self.num_workers < 0:
             raise ValueError(f"num_workers must be 0 or more, got {self.num_workers}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
         if self.subset is not None and self.subset < 6:
@@ -170,14 +180,13 @@ def make_batches(
     if recipe.loader == "batched":
         train = BatchedLoader(
             images[train_index], labels[train_index], recipe.batch_size, recipe.threshold,
-            augment=True, shuffle=True, seed=recipe.seed + 1, device=device, mask_mode=recipe.mask_mode,
+            augment=recipe.augment, shuffle=True, seed=recipe.seed + 1, device=device, mask_mode=recipe.mask_mode,
         )  # fmt: skip
         val = BatchedLoader(images[val_index], labels[val_index], EVAL_BATCH_SIZE, recipe.threshold, device=device)
         return train, val, len(train_index), len(val_index)
     fashion = recipe.dataset == "fashion-mnist"
-    train_set = SegmentationMNIST(
-        root, recipe.threshold, train=True, transform=reference_train_transform(), fashion=fashion
-    )
+    transform = reference_train_transform() if recipe.augment else None
+    train_set = SegmentationMNIST(root, recipe.threshold, train=True, transform=transform, fashion=fashion)
     val_set = SegmentationMNIST(root, recipe.threshold, train=True, fashion=fashion)
     common = {"num_workers": recipe.num_workers, "persistent_workers": recipe.num_workers > 0}
     train = DataLoader(
@@ -198,6 +207,7 @@ def train_one_epoch(
     precision: str = "fp32",
     channels_last: bool = False,
     progress: tqdm | None = None,
+    ema: torch.optim.swa_utils.AveragedModel | None = None,
 ) -> float:
     """One pass over the training batches; returns the mean loss per batch.
 
@@ -211,6 +221,7 @@ def train_one_epoch(
         precision: autocast precision.
         channels_last: feed the model NHWC tensors.
         progress: a tqdm bar to advance per batch.
+        ema: a moving average of the weights, updated after each step.
     """
     model.train()
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
@@ -228,6 +239,8 @@ def train_one_epoch(
         scaler.update()
         if scheduler is not None:
             scheduler.step()
+        if ema is not None:
+            ema.update_parameters(model)
         total += loss.item()
         steps += 1
         if progress is not None:
@@ -308,6 +321,13 @@ def fit(
         scheduler = torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=recipe.lr, total_steps=recipe.epochs * len(train_batches), pct_start=0.25
         )
+    ema = None
+    if recipe.ema_decay > 0:
+        # The average of the weights over the last ~1/(1-decay) steps, BatchNorm statistics included.
+        ema = torch.optim.swa_utils.AveragedModel(
+            model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(recipe.ema_decay), use_buffers=True
+        )
+    final_model = model if ema is None else ema.module  # what is validated and saved
     log(
         f"training {recipe.name}: SimpleUNet width {recipe.base_width} ({count_parameters(model):,} parameters), "
         f"{train_size:,} train / {val_size:,} val images, {recipe.epochs} epochs, {recipe.loader} loader, "
@@ -326,21 +346,15 @@ def fit(
     best_iou = -1.0
     for epoch in range(1, recipe.epochs + 1):
         started = time.perf_counter()
-        with tqdm(
-            total=train_size, desc=f"epoch {epoch}", unit="img", leave=False, disable=not sys.stderr.isatty()
-        ) as bar:
+        show_bar = sys.stderr.isatty()
+        with tqdm(total=train_size, desc=f"epoch {epoch}", unit="img", leave=False, disable=not show_bar) as bar:
             train_loss = train_one_epoch(
-                model,
-                train_batches,
-                criterion,
-                optimizer,
-                scheduler,
-                device,
-                recipe.precision,
-                recipe.channels_last,
-                bar,
-            )
-        val_loss, confusion = evaluate(model, val_batches, len(names), device, recipe.precision, recipe.channels_last)
+                model, train_batches, criterion, optimizer, scheduler, device,
+                recipe.precision, recipe.channels_last, bar, ema,
+            )  # fmt: skip
+        val_loss, confusion = evaluate(
+            final_model, val_batches, len(names), device, recipe.precision, recipe.channels_last, recipe.tta
+        )
         val = summarize(confusion, names)
         row = {
             "epoch": epoch,
@@ -353,18 +367,18 @@ def fit(
         history.append(row)
         log(format_epoch(row, recipe.epochs))
 
-        save_weights(out / LAST_WEIGHTS_FILE, model)
+        save_weights(out / LAST_WEIGHTS_FILE, final_model)
         if (val["iou"] or 0.0) > best_iou:
             best_iou = val["iou"] or 0.0
-            save_weights(out / WEIGHTS_FILE, model)
+            save_weights(out / WEIGHTS_FILE, final_model)
             config["best"] = {"epoch": epoch, "val": val}
         config["last"] = {"epoch": epoch, "val": val}
         atomic_write_json(out / CONFIG_FILE, config)
         atomic_write_text(out / "metrics.csv", metrics_csv(history))
         with torch.inference_mode():
-            predicted = predict_logits(model.eval(), first_val_images, recipe.precision, recipe.channels_last).argmax(1)
+            logits = predict_logits(final_model, first_val_images, recipe.precision, recipe.channels_last, recipe.tta)
         save_overlay_grid(
-            first_val_images, predicted, out / "figures" / f"val_epoch_{epoch:03d}.png", names,
+            first_val_images, logits.argmax(dim=1), out / "figures" / f"val_epoch_{epoch:03d}.png", names,
             title=f"Validation batch after epoch {epoch}: predicted masks (IoU {row['iou']:.4f})",
         )  # fmt: skip
     save_learning_curve(history, out / "learning_curve.png")

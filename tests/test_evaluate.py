@@ -1,0 +1,55 @@
+"""Stage 5: the evaluation loop and test-time shift averaging."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mnistseg.evaluate import TTA_SHIFTS, evaluate, format_table, predict_logits, shift_images
+from mnistseg.metrics import confusion_matrix, summarize
+from mnistseg.model import SimpleUNet
+
+
+def test_shift_images_moves_content_and_fills_with_zero() -> None:
+    image = torch.zeros(1, 1, 3, 3)
+    image[0, 0, 1, 1] = 1.0  # the centre pixel
+    down_right = shift_images(image, 1, 1)
+    assert down_right[0, 0].nonzero().tolist() == [[2, 2]]
+    up_left = shift_images(image, -1, -1)
+    assert up_left[0, 0].nonzero().tolist() == [[0, 0]]
+    edge = torch.ones(1, 1, 3, 3)
+    assert shift_images(edge, 0, 1)[0, 0].tolist() == [[0, 1, 1]] * 3  # the new left column is empty
+
+
+def test_tta_of_a_shift_invariant_model_changes_nothing_inside() -> None:
+    # A 1x1 conv is shift-equivariant: averaging over shifts must give its plain logits
+    # everywhere except the border pixels that a shift empties.
+    model = torch.nn.Conv2d(1, 3, 1).eval()
+    images = torch.rand(2, 1, 8, 8)
+    with torch.inference_mode():
+        plain = predict_logits(model, images)
+        averaged = predict_logits(model, images, tta=True)
+    torch.testing.assert_close(averaged[..., 1:-1, 1:-1], plain[..., 1:-1, 1:-1])
+    assert len(TTA_SHIFTS) == 5 and (0, 0) in TTA_SHIFTS
+
+
+def test_evaluate_sums_batches_like_one_big_count() -> None:
+    torch.manual_seed(0)
+    model = SimpleUNet(base_width=4)
+    images = torch.rand(12, 1, 28, 28)
+    masks = torch.randint(0, 11, (12, 28, 28))
+    batches = list(zip(images.split(5), masks.split(5), strict=True))
+    loss, confusion = evaluate(model, batches, 11, torch.device("cpu"))
+    with torch.inference_mode():
+        logits = model.eval()(images)
+    assert torch.equal(confusion, confusion_matrix(logits.argmax(1), masks, 11))
+    assert loss == pytest.approx(torch.nn.functional.cross_entropy(logits, masks).item(), rel=1e-5)
+    with pytest.raises(ValueError, match="no batches"):
+        evaluate(model, [], 11, torch.device("cpu"))
+
+
+def test_format_table_lists_every_class_and_the_total() -> None:
+    target = torch.tensor([[[0, 1], [2, 2]]])
+    table = format_table(summarize(confusion_matrix(target, target, 3), ["background", "a", "b"]))
+    lines = table.splitlines()
+    assert lines[1].split()[:4] == ["a", "1", "0", "0"] and lines[-1].split()[:4] == ["all", "3", "0", "0"]

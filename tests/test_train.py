@@ -1,0 +1,58 @@
+"""Stage 4: recipes, presets and the training loop, in-process on tiny subsets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mnistseg.device import resolve_device
+from mnistseg.storage import load_weights
+from mnistseg.train import fit, get_preset
+
+CPU = resolve_device("cpu")
+
+
+def quiet(line: str) -> None:
+    """Swallow the progress lines."""
+
+
+def test_presets_and_overrides() -> None:
+    reference = get_preset("reference")
+    assert (reference.base_width, reference.batch_size, reference.lr, reference.epochs) == (64, 100, 1e-3, 20)
+    assert (reference.loader, reference.num_workers, reference.precision, reference.schedule) == (
+        "dataset", 4, "fp32", "constant",
+    )  # fmt: skip
+    assert reference.augment and reference.ema_decay == 0 and not reference.tta
+    assert get_preset("quick", epochs=7).epochs == 7
+    with pytest.raises(ValueError, match="unknown preset"):
+        get_preset("turbo")
+    with pytest.raises(ValueError, match="unknown recipe field"):
+        get_preset("quick", colour="red")
+    with pytest.raises(ValueError, match="precision"):
+        get_preset("quick", precision="fp8")
+    with pytest.raises(ValueError, match="ema_decay"):
+        get_preset("quick", ema_decay=1.0)
+    with pytest.raises(ValueError, match="subset"):
+        get_preset("quick", subset=3)
+
+
+def test_the_per_item_dataset_loader_trains_too(data_root: Path, tmp_path: Path) -> None:
+    recipe = get_preset("reference", subset=120, epochs=1, base_width=4, num_workers=0)
+    config = fit(recipe, data_root, tmp_path, CPU, log=quiet)
+    assert config["recipe"]["loader"] == "dataset"
+    assert config["last"]["val"]["tp"] + config["last"]["val"]["fn"] > 0
+    assert (tmp_path / "model.safetensors").is_file()
+
+
+def test_training_is_reproducible_and_ema_changes_what_is_saved(data_root: Path, tmp_path: Path) -> None:
+    recipe = get_preset("quick", subset=240, epochs=1, base_width=4)
+    first = fit(recipe, data_root, tmp_path / "a", CPU, log=quiet)
+    second = fit(recipe, data_root, tmp_path / "b", CPU, log=quiet)
+    averaged = fit(get_preset("quick", subset=240, epochs=1, base_width=4, ema_decay=0.9), data_root, tmp_path / "c",
+                   CPU, log=quiet)  # fmt: skip
+    weights = {name: load_weights(tmp_path / name / "last.safetensors") for name in "abc"}
+    assert all(weights["a"][key].equal(weights["b"][key]) for key in weights["a"])
+    assert first["last"]["val"] == second["last"]["val"]
+    assert not all(weights["a"][key].equal(weights["c"][key]) for key in weights["a"])
+    assert averaged["recipe"]["ema_decay"] == 0.9
