@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from mnistseg.prepare import prepare
+
+# Albumentations (optional, tested when installed) asks the network for updates on import.
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 
 @pytest.fixture(scope="session")

@@ -63,11 +63,21 @@ def test_any_callable_transform_gets_image_and_mask(data_root: Path) -> None:
 
 def test_albumentations_transforms_are_called_with_keywords(data_root: Path) -> None:
     albumentations = pytest.importorskip("albumentations")
-    transform = albumentations.HorizontalFlip(p=1.0)
-    image, mask = SegmentationMNIST(data_root, train=False, transform=transform)[0]
+    from albumentations.pytorch import ToTensorV2
+
+    flip = albumentations.HorizontalFlip(p=1.0)
+    image, mask = SegmentationMNIST(data_root, train=False, transform=flip)[0]
     plain_image, plain_mask = SegmentationMNIST(data_root, train=False)[0]
     assert image.shape == (1, 28, 28) and mask.dtype == torch.int64
-    assert torch.equal(mask, plain_mask.flip(-1))
+    assert torch.equal(mask, plain_mask.flip(-1)) and torch.equal(image, plain_image.flip(-1))
+    # The reference code's own training transform, verbatim in its arguments.
+    reference = albumentations.Compose(
+        [albumentations.Affine(scale=(0.85, 1.15), translate_px=(-2, 2), rotate=(-10, 10), shear=(-15, 15), p=1.0),
+         ToTensorV2()]
+    )  # fmt: skip
+    image, mask = SegmentationMNIST(data_root, train=True, transform=reference)[0]
+    assert image.shape == (1, 28, 28) and image.dtype == torch.float32
+    assert mask.shape == (28, 28) and mask.dtype == torch.int64 and set(mask.unique().tolist()) <= {0, 6}
 
 
 def test_split_is_five_to_one_disjoint_and_seeded() -> None:

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from mnistseg.device import resolve_device
+from mnistseg.recipes import get_preset
 from mnistseg.storage import load_weights
-from mnistseg.train import fit, get_preset
+from mnistseg.train import fit
 
 CPU = resolve_device("cpu")
 

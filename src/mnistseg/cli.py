@@ -62,7 +62,7 @@ def add_device(parser: argparse.ArgumentParser) -> None:
 
 def get_args_parser() -> argparse.ArgumentParser:
     """The parser of every subcommand, reusable by tests and scripts."""
-    from mnistseg.train import DEFAULT_PRESET, presets
+    from mnistseg.recipes import DEFAULT_PRESET, presets
 
     parser = OneLineArgumentParser(prog="mnistseg", description="Semantic segmentation on MNIST.")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
@@ -102,7 +102,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         ("mask_mode", {"choices": ("derive", "warp")}, "batched path: mask from the augmented image, or warped"),
         ("augment", {"action": switch}, "random affine on the training split"),
         ("ema_decay", {"type": float}, "moving average of the weights, 0 for off"),
-        ("tta", {"action": switch}, "validate with test-time shift averaging"),
+        ("tta", {"action": switch}, "evaluate the test set with test-time shift averaging"),
         ("threshold", {"type": float}, "intensity over which a pixel is foreground"),
         ("dataset", {"choices": ("mnist", "fashion-mnist")}, "data set"),
     )
@@ -141,24 +141,36 @@ def run_data(args: argparse.Namespace) -> None:
 
 
 def run_train(args: argparse.Namespace) -> None:
-    from mnistseg.device import resolve_device
-    from mnistseg.train import fit, get_preset
+    from mnistseg.distributed import setup, teardown
+    from mnistseg.recipes import get_preset
+    from mnistseg.train import fit
 
     overrides = {name: getattr(args, name) for name in args.recipe_fields if getattr(args, name) is not None}
     recipe = get_preset(args.preset, **overrides)
-    device = resolve_device(args.device)
-    out = args.out or Path("runs") / args.preset
-    config = fit(recipe, args.root, out, device)
-    best = config["best"]
-    print(f"best validation IoU {best['val']['iou']:.4f} at epoch {best['epoch']}; checkpoint in {out}")
+    context, device = setup(args.device)
+    try:
+        out = args.out or Path("runs") / args.preset
+        config = fit(recipe, args.root, out, device, context=context)
+    finally:
+        teardown(context)
+    if context.is_main:
+        best = config["best"]
+        print(f"best validation IoU {best['val']['iou']:.4f} at epoch {best['epoch']}; checkpoint in {out}")
 
 
 def run_evaluate(args: argparse.Namespace) -> None:
-    from mnistseg.device import resolve_device
+    from mnistseg.distributed import setup, teardown
     from mnistseg.evaluate import evaluate_checkpoint, format_table
 
-    device = resolve_device(args.device)
-    summary = evaluate_checkpoint(args.checkpoint, args.root, device, args.json, args.figure, tta=args.tta)
+    context, device = setup(args.device)
+    try:
+        summary = evaluate_checkpoint(
+            args.checkpoint, args.root, device, args.json, args.figure, tta=args.tta, context=context
+        )
+    finally:
+        teardown(context)
+    if not context.is_main:
+        return
     print(format_table(summary))
     print(
         f"test set ({summary['images']:,} images): TP {summary['tp']:,}  FP {summary['fp']:,}  FN {summary['fn']:,}  "

@@ -188,6 +188,12 @@ class BatchedLoader:
         seed: seeds the order and the augmentation.
         device: where batches are made.
         mask_mode: "derive" or "warp".
+        rank: this process's shard under torchrun (0 for one process).
+        world_size: number of shards. Every rank draws the same order from ``seed`` and
+            takes every ``world_size``-th image from position ``rank``; when shuffling
+            (training), the order is first cut to a multiple of ``world_size`` so all
+            ranks take the same number of steps. Without shuffling (evaluation) nothing
+            is dropped or repeated: the shards together are the split, once.
 
     Batches: images float32 ``[B, 1, H, W]`` in 0..1, masks int64 ``[B, H, W]``.
     """
@@ -203,6 +209,8 @@ class BatchedLoader:
         seed: int = 0,
         device: torch.device | str = "cpu",
         mask_mode: str = "derive",
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         if images.dtype != torch.uint8 or images.dim() != 3:
             raise ValueError(f"images must be uint8 [N, H, W], got {images.dtype} {tuple(images.shape)}")
@@ -212,6 +220,8 @@ class BatchedLoader:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         if mask_mode not in ("derive", "warp"):
             raise ValueError(f"mask_mode must be 'derive' or 'warp', got {mask_mode!r}")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in 0..world_size-1, got rank {rank} of {world_size}")
         self.device = torch.device(device)
         self.images = images.to(self.device).unsqueeze(1)  # (N, 1, H, W), uint8
         self.labels = labels.to(self.device)
@@ -220,18 +230,29 @@ class BatchedLoader:
         self.augment = augment
         self.shuffle = shuffle
         self.mask_mode = mask_mode
-        self.generator = torch.Generator(device=self.device).manual_seed(seed)
+        self.rank, self.world_size = rank, world_size
+        # One generator for the order, the same on every rank; one for the augmentation, per rank.
+        self.order_generator = torch.Generator(device=self.device).manual_seed(seed)
+        self.generator = torch.Generator(device=self.device).manual_seed(seed + 1_000_003 * (rank + 1))
+
+    def _shard_size(self) -> int:
+        count = len(self.labels)
+        if self.shuffle:
+            return count // self.world_size
+        return len(range(self.rank, count, self.world_size))
 
     def __len__(self) -> int:
-        return -(-len(self.labels) // self.batch_size)
+        return -(-self._shard_size() // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         count = len(self.labels)
         if self.shuffle:
-            order = torch.randperm(count, generator=self.generator, device=self.device)
+            order = torch.randperm(count, generator=self.order_generator, device=self.device)
+            order = order[: count - count % self.world_size]
         else:
             order = torch.arange(count, device=self.device)
-        for start in range(0, count, self.batch_size):
+        order = order[self.rank :: self.world_size]  # (shard,)
+        for start in range(0, len(order), self.batch_size):
             index = order[start : start + self.batch_size]
             images = self.images[index].to(torch.float32).div_(255.0)  # (B, 1, H, W)
             labels = self.labels[index]

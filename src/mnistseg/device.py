@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import platform
+from pathlib import Path
 
 import torch
 
@@ -51,3 +54,16 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
         raise ValueError("precision fp16 needs a CUDA device (it needs loss scaling); use bf16 on the CPU")
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device.type, dtype=dtype)
+
+
+def describe_hardware() -> dict[str, object]:
+    """The CPU model, core count and GPU name (None without one), for benchmark records."""
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "gpu": gpu}

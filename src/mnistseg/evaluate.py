@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from mnistseg.data import BatchedLoader, class_names, load_arrays
 from mnistseg.device import autocast
+from mnistseg.distributed import DistributedContext, all_reduce_sum
 from mnistseg.figures import save_overlay_grid
 from mnistseg.metrics import confusion_matrix, summarize
 from mnistseg.storage import atomic_write_json, load_model
@@ -70,6 +71,7 @@ def evaluate(
     precision: str = "fp32",
     channels_last: bool = False,
     tta: bool = False,
+    context: DistributedContext | None = None,
 ) -> tuple[float, Tensor]:
     """Mean cross-entropy and the summed confusion matrix over a split.
 
@@ -81,6 +83,8 @@ def evaluate(
         precision: "fp32", "bf16" or "fp16" autocast.
         channels_last: feed the model NHWC tensors.
         tta: average logits over 1-pixel shifts (:func:`predict_logits`).
+        context: under torchrun, each rank counts its shard and the sums are all-reduced,
+            so every rank returns the totals of the whole split.
 
     Returns:
         ``(mean loss per pixel, confusion int64 [C, C] on the CPU)``.
@@ -88,16 +92,19 @@ def evaluate(
     model.eval()
     criterion = nn.CrossEntropyLoss(reduction="sum")
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
-    total_loss, total_pixels = 0.0, 0
+    loss_and_pixels = torch.zeros(2, dtype=torch.float64, device=device)  # (summed loss, pixel count)
     for images, masks in batches:
         images, masks = images.to(device, non_blocking=True), masks.to(device, non_blocking=True)
         logits = predict_logits(model, images, precision, channels_last, tta)  # (B, C, H, W)
-        total_loss += criterion(logits, masks).item()
-        total_pixels += masks.numel()
+        loss_and_pixels[0] += criterion(logits, masks).item()
+        loss_and_pixels[1] += masks.numel()
         confusion += confusion_matrix(logits.argmax(dim=1), masks, num_classes)
-    if total_pixels == 0:
+    if context is not None:
+        all_reduce_sum(confusion, context)
+        all_reduce_sum(loss_and_pixels, context)
+    if loss_and_pixels[1] == 0:
         raise ValueError("evaluate() was given no batches")
-    return total_loss / total_pixels, confusion.cpu()
+    return (loss_and_pixels[0] / loss_and_pixels[1]).item(), confusion.cpu()
 
 
 def format_table(summary: dict[str, Any]) -> str:
@@ -124,6 +131,7 @@ def evaluate_checkpoint(
     figure_path: str | Path | None = None,
     batch_size: int = EVAL_BATCH_SIZE,
     tta: bool | None = None,
+    context: DistributedContext | None = None,
 ) -> dict[str, Any]:
     """Evaluate a checkpoint on the full test split and write its JSON summary and figure.
 
@@ -136,6 +144,7 @@ def evaluate_checkpoint(
             (default ``<checkpoint>/test_overlay.png``).
         batch_size: images per forward pass.
         tta: test-time shift averaging; None takes the recipe's choice from config.json.
+        context: under torchrun, each rank evaluates its shard and only rank 0 writes.
 
     Returns:
         The summary: ``tp``, ``fp``, ``fn``, ``iou``, ``dice``, ``per_class``, plus ``loss``,
@@ -148,13 +157,18 @@ def evaluate_checkpoint(
     threshold = float(config.get("threshold", 0.2))
     names = class_names(dataset)
     images, labels = load_arrays(root, train=False, dataset=dataset)
-    batches = BatchedLoader(images, labels, batch_size, threshold=threshold, device=device)
+    context = context or DistributedContext()
+    batches = BatchedLoader(
+        images, labels, batch_size, threshold=threshold, device=device, rank=context.rank, world_size=context.world_size
+    )
     precision = "fp32"  # the published numbers come from full precision: no autocast here
     if tta is None:
         tta = bool(config.get("recipe", {}).get("tta", False))
-    loss, confusion = evaluate(model, batches, len(names), device, precision, tta=tta)
+    loss, confusion = evaluate(model, batches, len(names), device, precision, tta=tta, context=context)
     summary = summarize(confusion, names)
     summary.update(loss=loss, images=len(labels), checkpoint=str(checkpoint), precision=precision, tta=tta)
+    if not context.is_main:
+        return summary
     atomic_write_json(json_path or checkpoint / "test_metrics.json", summary)
 
     first_images, first_masks = next(iter(BatchedLoader(images[:100], labels[:100], 100, threshold, device=device)))

@@ -1,12 +1,10 @@
-"""Stage 4: training. Recipes, the epoch loop, checkpoints.
+"""Stage 4: training. The batches of a recipe, the epoch loop, checkpoints.
 
-A :class:`Recipe` is everything that decides a training run. Named presets:
-
-* ``reference``: the recipe of the article, exactly: width 64, batch 100, Adam at a
-  constant 1e-3, 20 epochs, per-item ``Dataset`` with the random affine in 4 DataLoader
-  workers, float32. About 2 hours on 2 CPU cores.
-* ``quick``: what ``make run`` trains: width 16, in-memory batched augmentation, bf16
-  autocast, channels_last and a one-cycle learning rate; a few minutes on 2 CPU cores.
+:func:`fit` trains a :class:`~mnistseg.recipes.Recipe`: one :func:`train_one_epoch` per
+epoch, then a validation pass (:func:`mnistseg.evaluate.evaluate`), then the best and
+last weights, ``config.json``, ``metrics.csv`` and a figure, all written atomically.
+Under ``torchrun`` each process trains on its shard and only rank 0 writes
+(:mod:`mnistseg.distributed`).
 """
 
 from __future__ import annotations
@@ -17,18 +15,18 @@ import platform
 import sys
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from mnistseg.data import (
-    NUM_CLASSES,
     BatchedLoader,
     SegmentationMNIST,
     class_names,
@@ -36,11 +34,13 @@ from mnistseg.data import (
     reference_train_transform,
     split_indices,
 )
-from mnistseg.device import PRECISIONS, autocast
+from mnistseg.device import autocast
+from mnistseg.distributed import DistributedContext, all_reduce_sum, barrier, per_rank_batch_size
 from mnistseg.evaluate import EVAL_BATCH_SIZE, evaluate, predict_logits
 from mnistseg.figures import save_learning_curve, save_overlay_grid
 from mnistseg.metrics import summarize
-from mnistseg.model import ModelConfig, SimpleUNet, count_parameters
+from mnistseg.model import SimpleUNet, count_parameters
+from mnistseg.recipes import Recipe
 from mnistseg.storage import (
     CONFIG_FILE,
     LAST_WEIGHTS_FILE,
@@ -50,140 +50,38 @@ from mnistseg.storage import (
     save_weights,
 )
 
-DEFAULT_PRESET = "quick"
 METRICS_COLUMNS = ("epoch", "train_loss", "val_loss", "tp", "fp", "fn", "iou", "dice", "lr", "seconds")
 
 
-@dataclass(frozen=True)
-class Recipe:
-    """Everything that decides a training run (stored in ``config.json``).
-
-    Attributes:
-        name: the preset this recipe started from.
-        epochs: passes over the training split.
-        batch_size: images per optimizer step.
-        lr: Adam's learning rate (the peak of the one-cycle schedule).
-        base_width: the U-Net's channels at full resolution.
-        schedule: "constant" or "onecycle" (warm up, then anneal to ~0, per step).
-        precision: "fp32", "bf16" or "fp16" autocast.
-        loader: "batched" (in-memory, batch augmentation) or "dataset" (per-item).
-        num_workers: DataLoader worker processes (loader "dataset" only).
-        channels_last: NHWC memory layout, faster convolutions on CPUs and tensor cores.
-        mask_mode: batched loader: "derive" the mask from the augmented image, or "warp" it.
-        augment: apply the random affine to the training split.
-        ema_decay: keep an exponential moving average of the weights with this decay per
-            step, and validate and save the average (0 turns it off).
-        tta: evaluate with test-time averaging of the logits over 1-pixel shifts.
-        seed: seeds the split, the initial weights, the order and the augmentation.
-        threshold: intensity over which a pixel is foreground.
-        dataset: "mnist" or "fashion-mnist".
-        subset: use only the first N training images (then split 5:1); None for all.
-    """
-
-    name: str = "custom"
-    epochs: int = 20
-    batch_size: int = 100
-    lr: float = 1e-3
-    base_width: int = 64
-    schedule: str = "constant"
-    precision: str = "fp32"
-    loader: str = "dataset"
-    num_workers: int = 4
-    channels_last: bool = False
-    mask_mode: str = "warp"
-    augment: bool = True
-    ema_decay: float = 0.0
-    tta: bool = False
-    seed: int = 0
-    threshold: float = 0.2
-    dataset: str = "mnist"
-    subset: int | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "base_width"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
-        if self.num_workers < 0:
-            raise ValueError(f"num_workers must be 0 or more, got {self.num_workers}")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
-        if self.subset is not None and self.subset < 6:
-            raise ValueError(f"subset must be at least 6 images (it is split 5:1), got {self.subset}")
-        if not 0.0 <= self.threshold < 1.0:
-            raise ValueError(f"threshold must be in [0, 1), got {self.threshold}")
-        choices = {
-            "schedule": ("constant", "onecycle"),
-            "precision": PRECISIONS,
-            "loader": ("batched", "dataset"),
-            "mask_mode": ("derive", "warp"),
-            "dataset": ("mnist", "fashion-mnist"),
-        }
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
-
-    @property
-    def model(self) -> ModelConfig:
-        """The model this recipe trains."""
-        return ModelConfig(in_channels=1, num_classes=NUM_CLASSES, base_width=self.base_width)
-
-
-def presets() -> dict[str, Recipe]:
-    """The named recipes (a new dict each call: nothing global to mutate)."""
-    return {
-        "reference": Recipe(name="reference"),
-        "quick": Recipe(
-            name="quick",
-            epochs=3,
-            batch_size=128,
-            lr=4e-3,
-            base_width=16,
-            schedule="onecycle",
-            precision="bf16",
-            loader="batched",
-            num_workers=0,
-            channels_last=True,
-            mask_mode="derive",
-        ),
-    }
-
-
-def get_preset(name: str, **overrides: Any) -> Recipe:
-    """A preset with some fields replaced, e.g. ``get_preset("quick", epochs=1)``.
-
-    Raises:
-        ValueError: for an unknown preset or field, or an invalid value.
-    """
-    known = presets()
-    if name not in known:
-        raise ValueError(f"unknown preset {name!r}; choose from {', '.join(known)}")
-    field_names = {field.name for field in fields(Recipe)}
-    unknown = set(overrides) - field_names
-    if unknown:
-        raise ValueError(f"unknown recipe field(s): {', '.join(sorted(unknown))}")
-    return replace(known[name], **overrides)
-
-
 def make_batches(
-    recipe: Recipe, root: str | Path, device: torch.device
+    recipe: Recipe, root: str | Path, device: torch.device, context: DistributedContext | None = None
 ) -> tuple[Iterable[tuple[Tensor, Tensor]], Iterable[tuple[Tensor, Tensor]], int, int]:
     """The training and validation batches of a recipe: same split for both loaders.
 
+    Under torchrun (``context.enabled``) each rank gets its shard: the same shuffled
+    order on every rank, cut into ``world_size`` interleaved parts, and a per-rank batch
+    of ``batch_size / world_size`` so that one step still sees the preset's batch.
+
     Returns:
-        ``(train_batches, val_batches, train_size, val_size)``.
+        ``(train_batches, val_batches, train_size, val_size)``, sizes of the whole split.
     """
+    context = context or DistributedContext()
     images, labels = load_arrays(root, train=True, dataset=recipe.dataset)
     count = len(labels) if recipe.subset is None else min(recipe.subset, len(labels))
     train_index, val_index = split_indices(count, recipe.seed)
     if recipe.loader == "batched":
+        shard = {"rank": context.rank, "world_size": context.world_size}
         train = BatchedLoader(
-            images[train_index], labels[train_index], recipe.batch_size, recipe.threshold,
-            augment=recipe.augment, shuffle=True, seed=recipe.seed + 1, device=device, mask_mode=recipe.mask_mode,
+            images[train_index], labels[train_index], per_rank_batch_size(recipe.batch_size, context),
+            recipe.threshold, augment=recipe.augment, shuffle=True, seed=recipe.seed + 1, device=device,
+            mask_mode=recipe.mask_mode, **shard,
         )  # fmt: skip
-        val = BatchedLoader(images[val_index], labels[val_index], EVAL_BATCH_SIZE, recipe.threshold, device=device)
+        val = BatchedLoader(
+            images[val_index], labels[val_index], EVAL_BATCH_SIZE, recipe.threshold, device=device, **shard
+        )
         return train, val, len(train_index), len(val_index)
+    if context.enabled:
+        raise ValueError("distributed training uses the in-memory batched loader; drop --loader dataset")
     fashion = recipe.dataset == "fashion-mnist"
     transform = reference_train_transform() if recipe.augment else None
     train_set = SegmentationMNIST(root, recipe.threshold, train=True, transform=transform, fashion=fashion)
@@ -288,32 +186,40 @@ def fit(
     out: str | Path,
     device: torch.device,
     log: Callable[[str], None] | None = None,
+    context: DistributedContext | None = None,
 ) -> dict[str, Any]:
     """Train a recipe, validating each epoch, and write everything into ``out``.
 
     Writes ``model.safetensors`` (best validation IoU), ``last.safetensors``,
     ``config.json``, ``metrics.csv``, ``learning_curve.png`` and one validation overlay
-    per epoch under ``figures/``; all atomically.
+    per epoch under ``figures/``; all atomically, and only on rank 0.
 
     Args:
         recipe: what to train.
         root: data root.
         out: output folder, created if needed.
         device: where to train.
-        log: where the progress lines go (default: print, flushed at once).
+        log: where the progress lines go (default: print, flushed at once; rank 0 only).
+        context: this process's place under torchrun (default: a single process).
 
     Returns:
         The ``config.json`` contents.
     """
-    log = log or partial(print, flush=True)
+    context = context or DistributedContext()
+    log = (log or partial(print, flush=True)) if context.is_main else (lambda line: None)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if context.is_main:
+        out.mkdir(parents=True, exist_ok=True)
     names = class_names(recipe.dataset)
-    torch.manual_seed(recipe.seed)  # the initial weights
+    torch.manual_seed(recipe.seed)  # the initial weights: the same on every rank
     model = SimpleUNet.from_config(recipe.model).to(device)
     if recipe.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    train_batches, val_batches, train_size, val_size = make_batches(recipe, root, device)
+    train_batches, val_batches, train_size, val_size = make_batches(recipe, root, device, context)
+    trained: nn.Module = model
+    if context.enabled:
+        # Averages the gradients over the ranks inside backward(); BatchNorm statistics stay per rank.
+        trained = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     criterion = nn.CrossEntropyLoss()
     optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr)
     scheduler = None
@@ -328,10 +234,11 @@ def fit(
             model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(recipe.ema_decay), use_buffers=True
         )
     final_model = model if ema is None else ema.module  # what is validated and saved
+    processes = f" x {context.world_size} processes" if context.enabled else ""
     log(
         f"training {recipe.name}: SimpleUNet width {recipe.base_width} ({count_parameters(model):,} parameters), "
         f"{train_size:,} train / {val_size:,} val images, {recipe.epochs} epochs, {recipe.loader} loader, "
-        f"{recipe.precision} on {device}"
+        f"{recipe.precision} on {device}{processes}"
     )
     config: dict[str, Any] = {
         "model": asdict(recipe.model),
@@ -339,6 +246,7 @@ def fit(
         "dataset": recipe.dataset,
         "threshold": recipe.threshold,
         "class_names": list(names),
+        "world_size": context.world_size,
         "versions": versions(),
     }
     first_val_images = next(iter(val_batches))[0][:100].to(device)
@@ -346,14 +254,15 @@ def fit(
     best_iou = -1.0
     for epoch in range(1, recipe.epochs + 1):
         started = time.perf_counter()
-        show_bar = sys.stderr.isatty()
+        show_bar = sys.stderr.isatty() and context.is_main
         with tqdm(total=train_size, desc=f"epoch {epoch}", unit="img", leave=False, disable=not show_bar) as bar:
             train_loss = train_one_epoch(
-                model, train_batches, criterion, optimizer, scheduler, device,
+                trained, train_batches, criterion, optimizer, scheduler, device,
                 recipe.precision, recipe.channels_last, bar, ema,
             )  # fmt: skip
+        train_loss = all_reduce_sum(torch.tensor([train_loss], device=device), context).item() / context.world_size
         val_loss, confusion = evaluate(
-            final_model, val_batches, len(names), device, recipe.precision, recipe.channels_last, recipe.tta
+            final_model, val_batches, len(names), device, recipe.precision, recipe.channels_last, context=context
         )
         val = summarize(confusion, names)
         row = {
@@ -366,20 +275,22 @@ def fit(
         }
         history.append(row)
         log(format_epoch(row, recipe.epochs))
-
-        save_weights(out / LAST_WEIGHTS_FILE, final_model)
-        if (val["iou"] or 0.0) > best_iou:
-            best_iou = val["iou"] or 0.0
-            save_weights(out / WEIGHTS_FILE, final_model)
-            config["best"] = {"epoch": epoch, "val": val}
-        config["last"] = {"epoch": epoch, "val": val}
-        atomic_write_json(out / CONFIG_FILE, config)
-        atomic_write_text(out / "metrics.csv", metrics_csv(history))
-        with torch.inference_mode():
-            logits = predict_logits(final_model, first_val_images, recipe.precision, recipe.channels_last, recipe.tta)
-        save_overlay_grid(
-            first_val_images, logits.argmax(dim=1), out / "figures" / f"val_epoch_{epoch:03d}.png", names,
-            title=f"Validation batch after epoch {epoch}: predicted masks (IoU {row['iou']:.4f})",
-        )  # fmt: skip
-    save_learning_curve(history, out / "learning_curve.png")
+        if context.is_main:
+            save_weights(out / LAST_WEIGHTS_FILE, final_model)
+            if (val["iou"] or 0.0) > best_iou:
+                best_iou = val["iou"] or 0.0
+                save_weights(out / WEIGHTS_FILE, final_model)
+                config["best"] = {"epoch": epoch, "val": val}
+            config["last"] = {"epoch": epoch, "val": val}
+            atomic_write_json(out / CONFIG_FILE, config)
+            atomic_write_text(out / "metrics.csv", metrics_csv(history))
+            with torch.inference_mode():
+                logits = predict_logits(final_model, first_val_images, recipe.precision, recipe.channels_last)
+            save_overlay_grid(
+                first_val_images, logits.argmax(dim=1), out / "figures" / f"val_epoch_{epoch:03d}.png", names,
+                title=f"Validation batch after epoch {epoch}: predicted masks (IoU {row['iou']:.4f})",
+            )  # fmt: skip
+        barrier(context)  # the other ranks wait while rank 0 writes
+    if context.is_main:
+        save_learning_curve(history, out / "learning_curve.png")
     return config

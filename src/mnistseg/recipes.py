@@ -1,0 +1,133 @@
+"""Training recipes: everything that decides a run, and the named presets.
+
+* ``reference``: the article's recipe, exactly: width 64, batch 100, Adam at a constant
+  1e-3, 20 epochs, per-item ``Dataset`` with the random affine in 4 DataLoader workers,
+  float32. About 2 hours on 2 CPU cores.
+* ``fast``: the least wall time to the reference's test IoU on a CPU (about a minute).
+* ``best``: the highest test IoU in about 10 minutes of training on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from mnistseg.data import NUM_CLASSES
+from mnistseg.device import PRECISIONS
+from mnistseg.model import ModelConfig
+
+DEFAULT_PRESET = "fast"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything that decides a training run (stored in ``config.json``).
+
+    Attributes:
+        name: the preset this recipe started from.
+        epochs: passes over the training split.
+        batch_size: images per optimizer step.
+        lr: Adam's learning rate (the peak of the one-cycle schedule).
+        base_width: the U-Net's channels at full resolution.
+        schedule: "constant" or "onecycle" (warm up, then anneal to ~0, per step).
+        precision: "fp32", "bf16" or "fp16" autocast.
+        loader: "batched" (in-memory, batch augmentation) or "dataset" (per-item).
+        num_workers: DataLoader worker processes (loader "dataset" only).
+        channels_last: NHWC memory layout, faster convolutions on CPUs and tensor cores.
+        mask_mode: batched loader: "derive" the mask from the augmented image, or "warp" it.
+        augment: apply the random affine to the training split.
+        ema_decay: keep an exponential moving average of the weights with this decay per
+            step, and validate and save the average (0 turns it off).
+        tta: ``mnistseg evaluate`` averages the logits over 1-pixel shifts (5 passes).
+            Validation stays plain: it only picks the checkpoint, and is paid in training time.
+        seed: seeds the split, the initial weights, the order and the augmentation.
+        threshold: intensity over which a pixel is foreground.
+        dataset: "mnist" or "fashion-mnist".
+        subset: use only the first N training images (then split 5:1); None for all.
+    """
+
+    name: str = "custom"
+    epochs: int = 20
+    batch_size: int = 100
+    lr: float = 1e-3
+    base_width: int = 64
+    schedule: str = "constant"
+    precision: str = "fp32"
+    loader: str = "dataset"
+    num_workers: int = 4
+    channels_last: bool = False
+    mask_mode: str = "warp"
+    augment: bool = True
+    ema_decay: float = 0.0
+    tta: bool = False
+    seed: int = 0
+    threshold: float = 0.2
+    dataset: str = "mnist"
+    subset: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "base_width"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if self.num_workers < 0:
+            raise ValueError(f"num_workers must be 0 or more, got {self.num_workers}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.subset is not None and self.subset < 6:
+            raise ValueError(f"subset must be at least 6 images (it is split 5:1), got {self.subset}")
+        if not 0.0 <= self.threshold < 1.0:
+            raise ValueError(f"threshold must be in [0, 1), got {self.threshold}")
+        choices = {
+            "schedule": ("constant", "onecycle"),
+            "precision": PRECISIONS,
+            "loader": ("batched", "dataset"),
+            "mask_mode": ("derive", "warp"),
+            "dataset": ("mnist", "fashion-mnist"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
+
+    @property
+    def model(self) -> ModelConfig:
+        """The model this recipe trains."""
+        return ModelConfig(in_channels=1, num_classes=NUM_CLASSES, base_width=self.base_width)
+
+
+def presets() -> dict[str, Recipe]:
+    """The named recipes (a new dict each call: nothing global to mutate).
+
+    The measurements behind ``fast`` and ``best`` are in ``benchmarks/`` and the README.
+    """
+    cpu_recipe = Recipe(
+        schedule="onecycle", precision="bf16", loader="batched", num_workers=0, channels_last=True, mask_mode="derive"
+    )
+    return {
+        "reference": Recipe(name="reference"),
+        # The least wall time to the reference's test IoU: one epoch at width 16. Small
+        # batches (more steps) and no augmentation learn fastest in a single pass.
+        "fast": replace(cpu_recipe, name="fast", epochs=1, batch_size=32, lr=2e-3, base_width=16, augment=False),
+        "quick": replace(cpu_recipe, name="quick", epochs=3, batch_size=128, lr=4e-3, base_width=16),
+        # The highest test IoU in about 10 minutes of training on 2 CPU cores.
+        "best": replace(
+            cpu_recipe, name="best", epochs=7, batch_size=64, lr=3e-3, base_width=24, ema_decay=0.999, tta=True
+        ),
+    }
+
+
+def get_preset(name: str, **overrides: Any) -> Recipe:
+    """A preset with some fields replaced, e.g. ``get_preset("quick", epochs=1)``.
+
+    Raises:
+        ValueError: for an unknown preset or field, or an invalid value.
+    """
+    known = presets()
+    if name not in known:
+        raise ValueError(f"unknown preset {name!r}; choose from {', '.join(known)}")
+    field_names = {field.name for field in fields(Recipe)}
+    unknown = set(overrides) - field_names
+    if unknown:
+        raise ValueError(f"unknown recipe field(s): {', '.join(sorted(unknown))}")
+    return replace(known[name], **overrides)
