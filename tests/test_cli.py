@@ -31,7 +31,7 @@ def assert_valid_png(path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def trained(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A checkpoint trained for 2 epochs on 600 images (500 train / 100 val)."""
+    """A checkpoint of the default preset trained for 2 epochs on 600 images (500 train / 100 val)."""
     out = tmp_path_factory.mktemp("run")
     result = mnistseg("train", "--root", data_root, "--out", out, "--subset", 600, "--epochs", 2, "--device", "cpu")
     assert result.returncode == 0, result.stderr
@@ -47,7 +47,7 @@ def test_train_writes_checkpoint_metrics_and_figures(trained: Path) -> None:
         assert float(row["iou"]) == pytest.approx(tp / (tp + fp + fn))
     config = json.loads((trained / "config.json").read_text())
     assert config["model"] == {"in_channels": 1, "num_classes": 11, "base_width": 16}
-    assert config["recipe"]["name"] == "quick" and config["recipe"]["subset"] == 600
+    assert config["recipe"]["name"] == "fast" and config["recipe"]["subset"] == 600
     assert config["class_names"][0] == "background" and len(config["class_names"]) == 11
     assert config["last"]["epoch"] == 2 and config["best"]["epoch"] in (1, 2)
     assert {"torch", "torchvision", "mnistseg", "python"} <= set(config["versions"])

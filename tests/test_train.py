@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -25,17 +26,17 @@ def test_presets_and_overrides() -> None:
         "dataset", 4, "fp32", "constant",
     )  # fmt: skip
     assert reference.augment and reference.ema_decay == 0 and not reference.tta
-    assert get_preset("quick", epochs=7).epochs == 7
+    assert get_preset("fast", epochs=7).epochs == 7
     with pytest.raises(ValueError, match="unknown preset"):
         get_preset("turbo")
     with pytest.raises(ValueError, match="unknown recipe field"):
-        get_preset("quick", colour="red")
+        get_preset("fast", colour="red")
     with pytest.raises(ValueError, match="precision"):
-        get_preset("quick", precision="fp8")
+        get_preset("fast", precision="fp8")
     with pytest.raises(ValueError, match="ema_decay"):
-        get_preset("quick", ema_decay=1.0)
+        get_preset("fast", ema_decay=1.0)
     with pytest.raises(ValueError, match="subset"):
-        get_preset("quick", subset=3)
+        get_preset("fast", subset=3)
 
 
 def test_the_per_item_dataset_loader_trains_too(data_root: Path, tmp_path: Path) -> None:
@@ -47,11 +48,10 @@ def test_the_per_item_dataset_loader_trains_too(data_root: Path, tmp_path: Path)
 
 
 def test_training_is_reproducible_and_ema_changes_what_is_saved(data_root: Path, tmp_path: Path) -> None:
-    recipe = get_preset("quick", subset=240, epochs=1, base_width=4)
+    recipe = get_preset("fast", subset=240, epochs=1, base_width=4, augment=True)
     first = fit(recipe, data_root, tmp_path / "a", CPU, log=quiet)
     second = fit(recipe, data_root, tmp_path / "b", CPU, log=quiet)
-    averaged = fit(get_preset("quick", subset=240, epochs=1, base_width=4, ema_decay=0.9), data_root, tmp_path / "c",
-                   CPU, log=quiet)  # fmt: skip
+    averaged = fit(replace(recipe, ema_decay=0.9), data_root, tmp_path / "c", CPU, log=quiet)
     weights = {name: load_weights(tmp_path / name / "last.safetensors") for name in "abc"}
     assert all(weights["a"][key].equal(weights["b"][key]) for key in weights["a"])
     assert first["last"]["val"] == second["last"]["val"]

@@ -177,6 +177,8 @@ class BatchedLoader:
     Each epoch shuffles (if asked), and augments each batch in one call. Masks are made
     after augmentation from the augmented image (``mask_mode="derive"``) or by warping
     the original mask with nearest-neighbour sampling (``"warp"``, as the reference).
+    Derive trains far better (see ``Recipe.mask_mode``): the mask then obeys the same
+    threshold rule as every test mask.
 
     Args:
         images: uint8 ``[N, H, W]``; moved to ``device`` once.

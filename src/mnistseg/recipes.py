@@ -34,7 +34,11 @@ class Recipe:
         loader: "batched" (in-memory, batch augmentation) or "dataset" (per-item).
         num_workers: DataLoader worker processes (loader "dataset" only).
         channels_last: NHWC memory layout, faster convolutions on CPUs and tensor cores.
-        mask_mode: batched loader: "derive" the mask from the augmented image, or "warp" it.
+        mask_mode: batched loader: "derive" the mask from the augmented image (default), or
+            "warp" it with nearest sampling as the reference does. Measured with width 16,
+            2 epochs: derive 0.9797 test IoU, warp 0.9308 (FN 79k): a nearest-warped mask
+            no longer follows the threshold rule on the bilinearly warped image, and the
+            network learns that mismatch. The per-item path always warps, as the reference.
         augment: apply the random affine to the training split.
         ema_decay: keep an exponential moving average of the weights with this decay per
             step, and validate and save the average (0 turns it off).
@@ -56,7 +60,7 @@ class Recipe:
     loader: str = "dataset"
     num_workers: int = 4
     channels_last: bool = False
-    mask_mode: str = "warp"
+    mask_mode: str = "derive"
     augment: bool = True
     ema_decay: float = 0.0
     tta: bool = False
@@ -101,24 +105,23 @@ def presets() -> dict[str, Recipe]:
 
     The measurements behind ``fast`` and ``best`` are in ``benchmarks/`` and the README.
     """
-    cpu_recipe = Recipe(
-        schedule="onecycle", precision="bf16", loader="batched", num_workers=0, channels_last=True, mask_mode="derive"
-    )
+    cpu_recipe = Recipe(schedule="onecycle", precision="bf16", loader="batched", num_workers=0, channels_last=True)
     return {
         "reference": Recipe(name="reference"),
         # The least wall time to the reference's test IoU: one epoch at width 16. Small
         # batches (more steps) and no augmentation learn fastest in a single pass.
         "fast": replace(cpu_recipe, name="fast", epochs=1, batch_size=32, lr=2e-3, base_width=16, augment=False),
-        "quick": replace(cpu_recipe, name="quick", epochs=3, batch_size=128, lr=4e-3, base_width=16),
-        # The highest test IoU in about 10 minutes of training on 2 CPU cores.
+        # The highest test IoU within 10 minutes of training on 2 CPU cores: width 24 for as
+        # many epochs as fit (about 90 s each), the random affine, a moving average of the
+        # weights (+0.0004 test IoU measured) and test-time shift averaging (+0.0007).
         "best": replace(
-            cpu_recipe, name="best", epochs=7, batch_size=64, lr=3e-3, base_width=24, ema_decay=0.999, tta=True
+            cpu_recipe, name="best", epochs=6, batch_size=64, lr=3e-3, base_width=24, ema_decay=0.999, tta=True
         ),
     }
 
 
 def get_preset(name: str, **overrides: Any) -> Recipe:
-    """A preset with some fields replaced, e.g. ``get_preset("quick", epochs=1)``.
+    """A preset with some fields replaced, e.g. ``get_preset("fast", epochs=1)``.
 
     Raises:
         ValueError: for an unknown preset or field, or an invalid value.
