@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from mnistseg.data import NUM_CLASSES
@@ -134,3 +134,15 @@ def get_preset(name: str, **overrides: Any) -> Recipe:
     if unknown:
         raise ValueError(f"unknown recipe field(s): {', '.join(sorted(unknown))}")
     return replace(known[name], **overrides)
+
+
+def recipe_differences(stored: dict[str, Any], recipe: Recipe) -> str:
+    """The fields where a stored recipe (from ``config.json``) and ``recipe`` differ, as text.
+
+    Returns:
+        ``""`` when they agree, else e.g. ``"lr 0.002 -> 0.003, dataset 'mnist' -> 'fashion-mnist'"``.
+    """
+    current = asdict(recipe)
+    return ", ".join(
+        f"{key} {stored.get(key)!r} -> {value!r}" for key, value in current.items() if stored.get(key) != value
+    )

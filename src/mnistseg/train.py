@@ -40,15 +40,22 @@ from mnistseg.evaluate import EVAL_BATCH_SIZE, evaluate, predict_logits
 from mnistseg.figures import save_learning_curve, save_overlay_grid
 from mnistseg.metrics import summarize
 from mnistseg.model import SimpleUNet, count_parameters
-from mnistseg.recipes import Recipe
+from mnistseg.recipes import Recipe, recipe_differences
+from mnistseg.resume import STATE_FILE, Progress, restore_training_state, save_training_state
 from mnistseg.storage import (
     CONFIG_FILE,
     LAST_WEIGHTS_FILE,
     WEIGHTS_FILE,
+    CheckpointError,
     atomic_write_json,
     atomic_write_text,
     save_weights,
 )
+
+
+class NonFiniteLossError(Exception):
+    """The training loss became NaN or infinite; nothing of that epoch was written."""
+
 
 METRICS_COLUMNS = ("epoch", "train_loss", "val_loss", "tp", "fp", "fn", "iou", "dice", "lr", "seconds")
 
@@ -131,6 +138,11 @@ def train_one_epoch(
         with autocast(device, precision):
             logits = model(images)  # (B, C, H, W)
         loss = criterion(logits.float(), masks)  # the loss in float32 whatever the autocast
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"the loss became {loss.item()} at step {steps + 1} of this epoch; training stopped and the last "
+                "complete epoch's checkpoint is kept (try a lower --lr)"
+            )
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
@@ -187,6 +199,7 @@ def fit(
     device: torch.device,
     log: Callable[[str], None] | None = None,
     context: DistributedContext | None = None,
+    resume: bool = False,
 ) -> dict[str, Any]:
     """Train a recipe, validating each epoch, and write everything into ``out``.
 
@@ -201,6 +214,12 @@ def fit(
         device: where to train.
         log: where the progress lines go (default: print, flushed at once; rank 0 only).
         context: this process's place under torchrun (default: a single process).
+        resume: continue the run in ``out`` after its last complete epoch
+            (``training_state.safetensors``); its recipe must equal ``recipe``.
+
+    Raises:
+        CheckpointError: when resuming a run of another recipe or a damaged state.
+        NonFiniteLossError: when the loss stops being finite.
 
     Returns:
         The ``config.json`` contents.
@@ -249,10 +268,20 @@ def fit(
         "world_size": context.world_size,
         "versions": versions(),
     }
+    progress = Progress(config=config)
+    if resume:
+        progress = restore_training_state(out / STATE_FILE, model, ema, optimizer, scheduler, train_batches, context)
+        different = recipe_differences(progress.config.get("recipe", {}), recipe)
+        if different:
+            raise CheckpointError(f"cannot resume {out}: it was trained with another recipe ({different})")
+        config = progress.config
+        log(f"resuming {out} after epoch {progress.epoch} of {recipe.epochs}")
+        if context.is_main:  # rows of an epoch killed half-way never reach metrics.csv
+            atomic_write_text(out / "metrics.csv", metrics_csv(progress.history))
     first_val_images = next(iter(val_batches))[0][:100].to(device)
-    history: list[dict[str, Any]] = []
-    best_iou = -1.0
-    for epoch in range(1, recipe.epochs + 1):
+    history = progress.history
+    best_iou = progress.best_iou
+    for epoch in range(progress.epoch + 1, recipe.epochs + 1):
         started = time.perf_counter()
         show_bar = sys.stderr.isatty() and context.is_main
         with tqdm(total=train_size, desc=f"epoch {epoch}", unit="img", leave=False, disable=not show_bar) as bar:
@@ -290,6 +319,11 @@ def fit(
                 first_val_images, logits.argmax(dim=1), out / "figures" / f"val_epoch_{epoch:03d}.png", names,
                 title=f"Validation batch after epoch {epoch}: predicted masks (IoU {row['iou']:.4f})",
             )  # fmt: skip
+        # Last, in one file: the point a resumed run continues from.
+        save_training_state(
+            out / STATE_FILE, model, ema, optimizer, scheduler, train_batches,
+            Progress(epoch, history, best_iou, config), context,
+        )  # fmt: skip
         barrier(context)  # the other ranks wait while rank 0 writes
     if context.is_main:
         save_learning_curve(history, out / "learning_curve.png")
