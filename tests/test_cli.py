@@ -86,39 +86,3 @@ def test_figures_command(data_root: Path, tmp_path: Path) -> None:
 def test_data_command_is_idempotent(data_root: Path) -> None:
     result = mnistseg("data", "--root", data_root)
     assert result.returncode == 0 and "SHA-256 verified" in result.stdout
-
-
-def one_line_error(result: subprocess.CompletedProcess[str], expected_status: int, *fragments: str) -> None:
-    assert result.returncode == expected_status, (result.returncode, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-
-
-def test_bad_inputs_end_with_one_clear_line(tmp_path: Path, trained: Path, data_root: Path) -> None:
-    missing_root = tmp_path / "no-data"
-    one_line_error(mnistseg("train", "--root", missing_root, "--out", tmp_path / "o"), 1, "missing", "mnistseg data")
-    one_line_error(mnistseg("evaluate", "--checkpoint", tmp_path / "nothing", "--root", data_root), 1, "does not exist")
-    one_line_error(mnistseg("train", "--preset", "turbo"), 2, "invalid choice", "turbo")
-    one_line_error(mnistseg("train", "--epochs", "0"), 2, "at least 1")
-    one_line_error(mnistseg("train", "--lr", "fast"), 2, "not a number")
-    one_line_error(mnistseg("frobnicate"), 2, "invalid choice")
-    one_line_error(mnistseg("train", "--device", "cuda", "--root", data_root, "--subset", "60"), 1, "CUDA")
-
-    corrupt = tmp_path / "corrupt"
-    corrupt.mkdir()
-    (corrupt / "config.json").write_text((trained / "config.json").read_text())
-    (corrupt / "model.safetensors").write_bytes(b"\x00" * 100)
-    one_line_error(mnistseg("evaluate", "--checkpoint", corrupt, "--root", data_root), 1, "not a valid safetensors")
-    (corrupt / "config.json").write_text("{ not json")
-    one_line_error(mnistseg("evaluate", "--checkpoint", corrupt, "--root", data_root), 1, "not valid JSON")
-
-    foreign = tmp_path / "foreign"
-    foreign.mkdir()
-    config = json.loads((trained / "config.json").read_text())
-    config["model"]["base_width"] = 8  # the weights are for width 16
-    (foreign / "config.json").write_text(json.dumps(config))
-    (foreign / "model.safetensors").write_bytes((trained / "model.safetensors").read_bytes())
-    one_line_error(mnistseg("evaluate", "--checkpoint", foreign, "--root", data_root), 1, "does not fit")

@@ -64,6 +64,7 @@ def test_two_processes_train_and_count_exactly_like_one(data_root: Path, tmp_pat
     assert config["world_size"] == 2
     assert sorted(path.name for path in out.iterdir()) == [
         "config.json", "figures", "last.safetensors", "learning_curve.png", "metrics.csv", "model.safetensors",
+        "training_state.safetensors",
     ]  # fmt: skip
     assert (out / "metrics.csv").read_text().count("\n") == 2  # header and one epoch, written once
 

@@ -14,8 +14,12 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
+
+if TYPE_CHECKING:
+    from mnistseg.recipes import Recipe
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
@@ -82,10 +86,18 @@ def get_args_parser() -> argparse.ArgumentParser:
     add_root(train)
     add_device(train)
     train.add_argument(
-        "--preset", choices=tuple(presets()), default=DEFAULT_PRESET,
+        "--preset",
+        choices=tuple(presets()),
         help=f"starting recipe; the flags below override its fields (default: {DEFAULT_PRESET})",
-    )  # fmt: skip
+    )
     train.add_argument("--out", type=Path, help="output folder (default: runs/<preset>)")
+    train.add_argument(
+        "--resume", type=Path, metavar="DIR", help="continue the run in DIR after its last complete epoch"
+    )
+    train.add_argument(
+        "--deterministic", action="store_true",
+        help="use only deterministic kernels (bit-identical reruns; CPU runs are already) (default: off)",
+    )  # fmt: skip
     switch = argparse.BooleanOptionalAction
     recipe_flags = (
         ("epochs", {"type": positive_int}, "passes over the training split"),
@@ -140,17 +152,44 @@ def run_data(args: argparse.Namespace) -> None:
     print(f"{args.dataset} ready in {folder} (4 files, SHA-256 verified)")
 
 
+def resumed_recipe(args: argparse.Namespace, overrides: dict[str, object]) -> Recipe:
+    """The recipe stored in ``--resume DIR``, with the flags given; ``fit`` refuses any change."""
+    from mnistseg.recipes import Recipe
+    from mnistseg.storage import CheckpointError, read_checkpoint_config
+
+    if args.out is not None and args.out != args.resume:
+        raise ValueError("--resume continues in its own folder; drop --out")
+    stored = read_checkpoint_config(args.resume).get("recipe", {})
+    try:
+        recipe = Recipe(**stored)
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{args.resume}/config.json has an invalid recipe ({error})") from None
+    if args.preset is not None and args.preset != recipe.name:
+        raise CheckpointError(
+            f"cannot resume {args.resume}: it was trained with preset {recipe.name!r}, not {args.preset!r}"
+        )
+    return replace(recipe, **overrides)
+
+
 def run_train(args: argparse.Namespace) -> None:
+    from mnistseg.device import use_deterministic_algorithms
     from mnistseg.distributed import setup, teardown
-    from mnistseg.recipes import get_preset
+    from mnistseg.recipes import DEFAULT_PRESET, get_preset
     from mnistseg.train import fit
 
     overrides = {name: getattr(args, name) for name in args.recipe_fields if getattr(args, name) is not None}
-    recipe = get_preset(args.preset, **overrides)
+    if args.resume is not None:
+        recipe = resumed_recipe(args, overrides)
+        out = args.resume
+    else:
+        preset = args.preset or DEFAULT_PRESET
+        recipe = get_preset(preset, **overrides)
+        out = args.out or Path("runs") / preset
+    if args.deterministic:
+        use_deterministic_algorithms()
     context, device = setup(args.device)
     try:
-        out = args.out or Path("runs") / args.preset
-        config = fit(recipe, args.root, out, device, context=context)
+        config = fit(recipe, args.root, out, device, context=context, resume=args.resume is not None)
     finally:
         teardown(context)
     if context.is_main:
@@ -205,14 +244,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from mnistseg.prepare import DataError
     from mnistseg.storage import CheckpointError
+    from mnistseg.train import NonFiniteLossError
 
     try:
         COMMANDS[args.command](args)
-    except (DataError, CheckpointError, ValueError) as error:
+    except (DataError, CheckpointError, NonFiniteLossError, ValueError) as error:
         print(f"mnistseg {args.command}: error: {error}", file=sys.stderr)
         return EXIT_FAILURE
     except OSError as error:  # unwritable folder, full disk, ...
-        print(f"mnistseg {args.command}: error: {error.strerror or error} ({error.filename or ''})", file=sys.stderr)
+        where = f": {error.filename}" if error.filename else ""
+        print(f"mnistseg {args.command}: error: {error.strerror or error}{where}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:
         print(f"mnistseg {args.command}: interrupted", file=sys.stderr)

@@ -67,3 +67,16 @@ def describe_hardware() -> dict[str, object]:
                 break
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
     return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "gpu": gpu}
+
+
+def use_deterministic_algorithms() -> None:
+    """Make PyTorch refuse kernels whose results can vary from run to run.
+
+    On the CPU, mnistseg's runs are bit-identical with or without this. On CUDA it turns
+    off cuDNN's autotuning and asks cuBLAS for a fixed workspace; kernels without a
+    deterministic version (some of ``grid_sample``'s backward, for one) then raise an error
+    instead of varying, and runs are slower.
+    """
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read when cuBLAS starts
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = False

@@ -49,6 +49,7 @@ from mnistseg.storage import (
     CheckpointError,
     atomic_write_json,
     atomic_write_text,
+    read_checkpoint_config,
     save_weights,
 )
 
@@ -57,6 +58,7 @@ class NonFiniteLossError(Exception):
     """The training loss became NaN or infinite; nothing of that epoch was written."""
 
 
+MIN_ONECYCLE_STEPS = 4
 METRICS_COLUMNS = ("epoch", "train_loss", "val_loss", "tp", "fp", "fn", "iou", "dice", "lr", "seconds")
 
 
@@ -227,6 +229,10 @@ def fit(
     context = context or DistributedContext()
     log = (log or partial(print, flush=True)) if context.is_main else (lambda line: None)
     out = Path(out)
+    if resume:  # before anything is loaded: a run of another recipe is refused as such
+        different = recipe_differences(read_checkpoint_config(out).get("recipe", {}), recipe)
+        if different:
+            raise CheckpointError(f"cannot resume {out}: it was trained with another recipe ({different})")
     if context.is_main:
         out.mkdir(parents=True, exist_ok=True)
     names = class_names(recipe.dataset)
@@ -242,10 +248,14 @@ def fit(
     criterion = nn.CrossEntropyLoss()
     optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr)
     scheduler = None
-    if recipe.schedule == "onecycle":
+    total_steps = recipe.epochs * len(train_batches)
+    if recipe.schedule == "onecycle" and total_steps >= MIN_ONECYCLE_STEPS:
+        # Warm up over a quarter of the steps (at least 2), then anneal to ~0.
         scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=recipe.lr, total_steps=recipe.epochs * len(train_batches), pct_start=0.25
+            optimizer, max_lr=recipe.lr, total_steps=total_steps, pct_start=max(0.25, 2 / total_steps)
         )
+    elif recipe.schedule == "onecycle":
+        log(f"only {total_steps} steps: too few for a one-cycle schedule, the learning rate stays at {recipe.lr}")
     ema = None
     if recipe.ema_decay > 0:
         # The average of the weights over the last ~1/(1-decay) steps, BatchNorm statistics included.
@@ -271,10 +281,10 @@ def fit(
     progress = Progress(config=config)
     if resume:
         progress = restore_training_state(out / STATE_FILE, model, ema, optimizer, scheduler, train_batches, context)
-        different = recipe_differences(progress.config.get("recipe", {}), recipe)
-        if different:
-            raise CheckpointError(f"cannot resume {out}: it was trained with another recipe ({different})")
         config = progress.config
+        if progress.epoch >= recipe.epochs:
+            log(f"{out} already finished its {recipe.epochs} epochs; nothing to do")
+            return config
         log(f"resuming {out} after epoch {progress.epoch} of {recipe.epochs}")
         if context.is_main:  # rows of an epoch killed half-way never reach metrics.csv
             atomic_write_text(out / "metrics.csv", metrics_csv(progress.history))
