@@ -73,7 +73,9 @@ def paths(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Paths:
         "missing": base / "does-not-exist",
         "truncated_root": broken_root("truncated", lambda path: path.write_bytes(path.read_bytes()[:1000])),
         "flipped_root": broken_root("flipped", flip_one_byte),
-        "truncated_weights": broken_checkpoint("truncated-weights", weights=(good / "model.safetensors").read_bytes()[:500]),
+        "truncated_weights": broken_checkpoint(
+            "truncated-weights", weights=(good / "model.safetensors").read_bytes()[:500]
+        ),
         "garbage_config": broken_checkpoint("garbage-config", config="{ this is not json"),
         "foreign": broken_checkpoint("foreign", config=json.dumps(foreign_config)),
         "no_state": no_state,

@@ -32,9 +32,7 @@ def mask_pairs(draw: st.DrawFn) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
 def test_counts_are_invariant_to_batching(pair: tuple[torch.Tensor, torch.Tensor, list[int]]) -> None:
     predicted, target, sizes = pair
     whole = confusion_matrix(predicted, target, 11)
-    batched = sum(
-        confusion_matrix(p, t, 11) for p, t in zip(predicted.split(sizes), target.split(sizes), strict=True)
-    )
+    batched = sum(confusion_matrix(p, t, 11) for p, t in zip(predicted.split(sizes), target.split(sizes), strict=True))
     assert torch.equal(whole, batched)
     assert int(whole.sum()) == predicted.numel()
 

@@ -3,6 +3,8 @@
     mnistseg data       put MNIST (or Fashion-MNIST) under --root
     mnistseg train      train a preset, writing a checkpoint folder
     mnistseg evaluate   test-set counts and scores of a checkpoint
+    mnistseg predict    segment your own images
+    mnistseg export     write a checkpoint as ONNX
     mnistseg figures    the data-set and augmentation figures
 
 A mistake a user can make (a missing folder, a wrong flag value, a damaged file) ends
@@ -116,7 +118,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         ("ema_decay", {"type": float}, "moving average of the weights, 0 for off"),
         ("tta", {"action": switch}, "evaluate the test set with test-time shift averaging"),
         ("threshold", {"type": float}, "intensity over which a pixel is foreground"),
-        ("dataset", {"choices": ("mnist", "fashion-mnist")}, "data set"),
+        ("dataset", {"choices": ("mnist", "fashion-mnist", "scenes")}, "data set (scenes: several digits a canvas)"),
     )
     for name, options, text in recipe_flags:
         flag = "--" + name.replace("_", "-")
@@ -134,6 +136,26 @@ def get_args_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--tta", action=argparse.BooleanOptionalAction, help="test-time shift averaging (default: as trained)"
     )
+
+    predict = commands.add_parser("predict", help="segment your own images (any size, any polarity)")
+    predict.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="image files (PNG, JPEG, BMP, ...)")
+    predict.add_argument(
+        "--checkpoint", type=Path, default=Path("runs/fast"), help="trained model (default: runs/fast)"
+    )
+    predict.add_argument("--out", type=Path, default=Path("predictions"), help="output folder (default: predictions)")
+    predict.add_argument(
+        "--invert", choices=("auto", "yes", "no"), default="auto",
+        help="dark ink on light paper? auto judges from the border (default: auto)",
+    )  # fmt: skip
+    predict.add_argument(
+        "--engine", choices=("torch", "onnx"), default="torch",
+        help="run with PyTorch, or with ONNX Runtime on <checkpoint>/model.onnx (default: torch)",
+    )  # fmt: skip
+
+    export = commands.add_parser("export", help="write a checkpoint as an ONNX model")
+    export.add_argument("--checkpoint", type=Path, required=True, help="folder written by `mnistseg train`")
+    export.add_argument("--format", choices=("onnx",), default="onnx", help="model format (default: onnx)")
+    export.add_argument("--out", type=Path, help="output file (default: <checkpoint>/model.onnx)")
 
     figures = commands.add_parser("figures", help="draw the data-set overlay and augmentation figures")
     add_root(figures)
@@ -219,6 +241,36 @@ def run_evaluate(args: argparse.Namespace) -> None:
     print(f"wrote {json_path} and {args.figure or args.checkpoint / 'test_overlay.png'}")
 
 
+def run_predict(args: argparse.Namespace) -> int:
+    from mnistseg.data import class_names
+    from mnistseg.predict import ImageInputError, predict_file
+    from mnistseg.storage import load_model
+
+    model, config = load_model(args.checkpoint)
+    if args.engine == "onnx":
+        from mnistseg.export import OnnxModel
+
+        model = OnnxModel(args.checkpoint / "model.onnx")
+    names = class_names(config.get("dataset", "mnist"))
+    failures = 0
+    for path in args.images:
+        try:
+            summary = predict_file(path, model, args.out, names, args.invert)
+        except ImageInputError as error:
+            print(f"mnistseg predict: error: {path}: {error}", file=sys.stderr)
+            failures += 1
+            continue
+        digits = " ".join(str(digit) for digit in summary["digits"]) or "(none found)"
+        print(f"{path}: {digits}")
+    return EXIT_FAILURE if failures else 0
+
+
+def run_export(args: argparse.Namespace) -> None:
+    from mnistseg.export import export_onnx
+
+    print(f"wrote {export_onnx(args.checkpoint, args.out)}")
+
+
 def run_figures(args: argparse.Namespace) -> None:
     from mnistseg.figures import draw_dataset_figures
 
@@ -226,7 +278,14 @@ def run_figures(args: argparse.Namespace) -> None:
         print(f"wrote {path}")
 
 
-COMMANDS = {"data": run_data, "train": run_train, "evaluate": run_evaluate, "figures": run_figures}
+COMMANDS = {
+    "data": run_data,
+    "train": run_train,
+    "evaluate": run_evaluate,
+    "predict": run_predict,
+    "export": run_export,
+    "figures": run_figures,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -247,7 +306,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from mnistseg.train import NonFiniteLossError
 
     try:
-        COMMANDS[args.command](args)
+        status = COMMANDS[args.command](args)
     except (DataError, CheckpointError, NonFiniteLossError, ValueError) as error:
         print(f"mnistseg {args.command}: error: {error}", file=sys.stderr)
         return EXIT_FAILURE
@@ -258,7 +317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"mnistseg {args.command}: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

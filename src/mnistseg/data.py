@@ -68,9 +68,15 @@ def masks_from_images(images: Tensor, labels: Tensor, threshold: float = DEFAULT
 def load_arrays(root: str | Path, train: bool = True, dataset: str = "mnist") -> tuple[Tensor, Tensor]:
     """Load a whole split as tensors, after checking the raw files' SHA-256.
 
+    Args:
+        root: data root.
+        train: the training split (60k) or the test split (10k).
+        dataset: "mnist", "fashion-mnist", or "scenes" (whose digits are MNIST's).
+
     Returns:
         ``(images uint8 [N, 28, 28], labels int64 [N])``.
     """
+    dataset = "fashion-mnist" if dataset == "fashion-mnist" else "mnist"
     verify_raw_files(root, dataset)
     dataset_class = FashionMNIST if dataset == "fashion-mnist" else MNIST
     source = dataset_class(str(root), train=train)
@@ -196,6 +202,8 @@ class BatchedLoader:
             (training), the order is first cut to a multiple of ``world_size`` so all
             ranks take the same number of steps. Without shuffling (evaluation) nothing
             is dropped or repeated: the shards together are the split, once.
+        masks: int64 ``[N, H, W]`` masks made elsewhere (multi-digit scenes), used as they
+            are instead of the threshold rule; such batches are not augmented.
 
     Batches: images float32 ``[B, 1, H, W]`` in 0..1, masks int64 ``[B, H, W]``.
     """
@@ -213,6 +221,7 @@ class BatchedLoader:
         mask_mode: str = "derive",
         rank: int = 0,
         world_size: int = 1,
+        masks: Tensor | None = None,
     ) -> None:
         if images.dtype != torch.uint8 or images.dim() != 3:
             raise ValueError(f"images must be uint8 [N, H, W], got {images.dtype} {tuple(images.shape)}")
@@ -222,11 +231,14 @@ class BatchedLoader:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         if mask_mode not in ("derive", "warp"):
             raise ValueError(f"mask_mode must be 'derive' or 'warp', got {mask_mode!r}")
+        if masks is not None and (masks.shape != images.shape or augment):
+            raise ValueError(f"masks must be [N, H, W] = {list(images.shape)} and come without augment")
         if not 0 <= rank < world_size:
             raise ValueError(f"rank must be in 0..world_size-1, got rank {rank} of {world_size}")
         self.device = torch.device(device)
         self.images = images.to(self.device).unsqueeze(1)  # (N, 1, H, W), uint8
         self.labels = labels.to(self.device)
+        self.masks = None if masks is None else masks.to(self.device)
         self.batch_size = batch_size
         self.threshold = threshold
         self.augment = augment
@@ -258,7 +270,9 @@ class BatchedLoader:
             index = order[start : start + self.batch_size]
             images = self.images[index].to(torch.float32).div_(255.0)  # (B, 1, H, W)
             labels = self.labels[index]
-            if not self.augment:
+            if self.masks is not None:
+                yield images, self.masks[index]
+            elif not self.augment:
                 yield images, masks_from_images(images, labels, self.threshold)
             elif self.mask_mode == "derive":
                 images = augment_batch(images, generator=self.generator)

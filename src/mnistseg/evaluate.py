@@ -15,11 +15,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mnistseg.data import BatchedLoader, class_names, load_arrays
+from mnistseg.data import BatchedLoader, class_names, load_arrays, masks_from_images
 from mnistseg.device import autocast
 from mnistseg.distributed import DistributedContext, all_reduce_sum
 from mnistseg.figures import save_overlay_grid
 from mnistseg.metrics import confusion_matrix, summarize
+from mnistseg.scenes import TEST_SCENE_SEED, TEST_SCENES, scene_batches
 from mnistseg.storage import atomic_write_json, load_model
 
 EVAL_BATCH_SIZE = 1000
@@ -158,20 +159,26 @@ def evaluate_checkpoint(
     names = class_names(dataset)
     images, labels = load_arrays(root, train=False, dataset=dataset)
     context = context or DistributedContext()
-    batches = BatchedLoader(
-        images, labels, batch_size, threshold=threshold, device=device, rank=context.rank, world_size=context.world_size
-    )
+    shard = {"device": device, "rank": context.rank, "world_size": context.world_size}
+    if dataset == "scenes":  # the fixed test scenes, made from test digits only
+        batches = scene_batches(images, labels, TEST_SCENES, TEST_SCENE_SEED, batch_size, threshold, **shard)
+    else:
+        batches = BatchedLoader(images, labels, batch_size, threshold=threshold, **shard)
     precision = "fp32"  # the published numbers come from full precision: no autocast here
     if tta is None:
         tta = bool(config.get("recipe", {}).get("tta", False))
     loss, confusion = evaluate(model, batches, len(names), device, precision, tta=tta, context=context)
     summary = summarize(confusion, names)
-    summary.update(loss=loss, images=len(labels), checkpoint=str(checkpoint), precision=precision, tta=tta)
+    summary.update(loss=loss, images=len(batches.labels), checkpoint=str(checkpoint), precision=precision, tta=tta)
     if not context.is_main:
         return summary
     atomic_write_json(json_path or checkpoint / "test_metrics.json", summary)
 
-    first_images, first_masks = next(iter(BatchedLoader(images[:100], labels[:100], 100, threshold, device=device)))
+    first_images = batches.images[:100].float() / 255  # (100, 1, H, W), whatever this rank's shard
+    if batches.masks is not None:
+        first_masks = batches.masks[:100]
+    else:
+        first_masks = masks_from_images(first_images, batches.labels[:100], threshold)
     with torch.inference_mode():
         predicted = predict_logits(model, first_images, precision, tta=tta).argmax(dim=1)
     errors = int((predicted != first_masks).sum())
@@ -180,6 +187,6 @@ def evaluate_checkpoint(
         predicted,
         figure_path or checkpoint / "test_overlay.png",
         names,
-        title=f"Test images 1-100 with predicted masks ({errors} pixels differ from the truth)",
+        title=f"The first 100 test images with predicted masks ({errors} pixels differ from the truth)",
     )
     return summary

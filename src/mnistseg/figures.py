@@ -178,3 +178,28 @@ def draw_dataset_figures(root: str | Path, out: str | Path, dataset: str = "mnis
     augmentation_path = out / "augmentation.png"
     save_augmentation_figure(*plain[0], [augmented[0] for _ in range(9)], augmentation_path, names)
     return [overlay_path, augmentation_path]
+
+
+def save_prediction_figure(ink: Tensor, mask: Tensor, path: str | Path, names: Sequence[str], title: str = "") -> None:
+    """One image of any size with its predicted mask overlaid, and a legend of the classes found.
+
+    Args:
+        ink: float ``[H, W]`` in 0..1, light ink on dark.
+        mask: int64 ``[H, W]`` class ids.
+        path: PNG file to write.
+        names: the class names, background first.
+        title: figure title.
+    """
+    picture = overlay_masks(ink[None, None], mask[None])[0]
+    height, width = mask.shape
+    scale = 8.0 / max(height, width)
+    figure, axis = plt.subplots(figsize=(max(width * scale, 3.0), max(height * scale, 2.0) + 0.8))
+    axis.imshow(picture, interpolation="nearest")
+    axis.axis("off")
+    present = sorted(int(value) for value in mask.unique() if value > 0)
+    handles = [Patch(color=CLASS_COLORS[index], label=names[index]) for index in present]
+    if handles:
+        figure.legend(handles=handles, loc="lower center", ncol=min(10, len(handles)), frameon=False)
+    if title:
+        axis.set_title(title)
+    save_figure(figure, path)

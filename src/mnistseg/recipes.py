@@ -46,7 +46,8 @@ class Recipe:
             Validation stays plain: it only picks the checkpoint, and is paid in training time.
         seed: seeds the split, the initial weights, the order and the augmentation.
         threshold: intensity over which a pixel is foreground.
-        dataset: "mnist" or "fashion-mnist".
+        dataset: "mnist", "fashion-mnist", or "scenes" (1-5 MNIST digits on a 64x64 canvas,
+            :mod:`mnistseg.scenes`; trained without augmentation).
         subset: use only the first N training images (then split 5:1); None for all.
     """
 
@@ -88,7 +89,7 @@ class Recipe:
             "precision": PRECISIONS,
             "loader": ("batched", "dataset"),
             "mask_mode": ("derive", "warp"),
-            "dataset": ("mnist", "fashion-mnist"),
+            "dataset": ("mnist", "fashion-mnist", "scenes"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

@@ -42,6 +42,7 @@ from mnistseg.metrics import summarize
 from mnistseg.model import SimpleUNet, count_parameters
 from mnistseg.recipes import Recipe, recipe_differences
 from mnistseg.resume import STATE_FILE, Progress, restore_training_state, save_training_state
+from mnistseg.scenes import SCENES_PER_DIGIT, scene_batches
 from mnistseg.storage import (
     CONFIG_FILE,
     LAST_WEIGHTS_FILE,
@@ -78,8 +79,22 @@ def make_batches(
     images, labels = load_arrays(root, train=True, dataset=recipe.dataset)
     count = len(labels) if recipe.subset is None else min(recipe.subset, len(labels))
     train_index, val_index = split_indices(count, recipe.seed)
+    shard = {"rank": context.rank, "world_size": context.world_size}
+    if recipe.dataset == "scenes":
+        if recipe.loader != "batched" or recipe.augment:
+            raise ValueError("scenes train with the batched loader and without augmentation: add --no-augment")
+        train, val = (
+            scene_batches(
+                images[index], labels[index], max(1, round(len(index) * SCENES_PER_DIGIT)), recipe.seed + offset,
+                batch, recipe.threshold, shuffle=shuffle, seed=recipe.seed + 1, device=device, **shard,
+            )
+            for index, offset, batch, shuffle in (
+                (train_index, 11, per_rank_batch_size(recipe.batch_size, context), True),
+                (val_index, 12, EVAL_BATCH_SIZE, False),
+            )
+        )  # fmt: skip
+        return train, val, len(train.labels), len(val.labels)
     if recipe.loader == "batched":
-        shard = {"rank": context.rank, "world_size": context.world_size}
         train = BatchedLoader(
             images[train_index], labels[train_index], per_rank_batch_size(recipe.batch_size, context),
             recipe.threshold, augment=recipe.augment, shuffle=True, seed=recipe.seed + 1, device=device,

@@ -1,0 +1,188 @@
+"""Stage 7 and 8: predicting on images a user would bring, and the ONNX export."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mnistseg.data import class_names, load_arrays
+from mnistseg.predict import ImageInputError, describe_mask, predict, prepare_image, to_grayscale
+from mnistseg.storage import load_model
+
+NAMES = class_names()
+
+
+def mnistseg(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mnistseg", *map(str, args)], capture_output=True, text=True, timeout=600
+    )
+
+
+@pytest.fixture(scope="module")
+def checkpoint(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fast preset on 25,000 training images for 2 epochs (as many steps as the full preset)."""
+    out = tmp_path_factory.mktemp("predict-model")
+    result = mnistseg(
+        "train", "--root", data_root, "--out", out, "--subset", "30000", "--epochs", "2", "--device", "cpu"
+    )
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def digits(data_root: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    return load_arrays(data_root, train=False)
+
+
+def dark_on_light(digit: torch.Tensor, size: int) -> Image.Image:
+    """An MNIST digit scaled up and inverted: dark ink on white paper."""
+    return Image.fromarray(255 - digit.numpy()).resize((size, size), Image.BICUBIC)
+
+
+def page_of(digits: torch.Tensor, indices: list[int], size: int = 112) -> np.ndarray:
+    """Several digits side by side on light grey paper, RGB uint8."""
+    page = np.full((size + 80, len(indices) * (size + 20) + 40, 3), 235, np.uint8)
+    for position, index in enumerate(indices):
+        left = 20 + position * (size + 20)
+        ink = np.asarray(dark_on_light(digits[index], size))[..., None]
+        page[40 : 40 + size, left : left + size] = np.minimum(page[40 : 40 + size, left : left + size], ink)
+    return page
+
+
+def test_a_scanned_digit_as_jpeg(checkpoint: Path, digits: tuple[torch.Tensor, torch.Tensor]) -> None:
+    model, _ = load_model(checkpoint)
+    images, labels = digits
+    buffer = io.BytesIO()
+    dark_on_light(images[0], 300).save(buffer, format="JPEG", quality=80)
+    photo = Image.open(io.BytesIO(buffer.getvalue()))
+    mask = predict(photo, model)
+    assert mask.shape == (300, 300) and mask.dtype == torch.int64
+    assert describe_mask(mask, NAMES)["digits"] == [labels[0].item()]  # a 7
+
+
+def test_several_digits_on_a_page_come_back_left_to_right(
+    checkpoint: Path, digits: tuple[torch.Tensor, torch.Tensor]
+) -> None:
+    model, _ = load_model(checkpoint)
+    images, labels = digits
+    indices = [1, 2, 3, 4, 7]  # 2 1 0 4 9
+    summary = describe_mask(predict(page_of(images, indices), model), NAMES)
+    assert summary["digits"] == [labels[index].item() for index in indices]
+    assert [region["bbox"][0] for region in summary["regions"]] == sorted(r["bbox"][0] for r in summary["regions"])
+
+
+def test_a_photo_like_colour_image(checkpoint: Path, digits: tuple[torch.Tensor, torch.Tensor]) -> None:
+    # Blue ink on warm, uneven, noisy paper, as a phone photo would give.
+    model, _ = load_model(checkpoint)
+    images, labels = digits
+    generator = np.random.default_rng(0)
+    ink = np.asarray(dark_on_light(images[4], 200), dtype=np.float32) / 255  # 1 paper, 0 ink
+    shade = np.linspace(0.85, 1.0, 200)[None, :, None]
+    paper = np.array([0.98, 0.92, 0.80])[None, None, :] * shade
+    blue = np.array([0.10, 0.15, 0.55])[None, None, :]
+    photo = paper * ink[..., None] + blue * (1 - ink[..., None]) + generator.normal(0, 0.02, (200, 200, 3))
+    photo = (np.clip(photo, 0, 1) * 255).astype(np.uint8)
+    assert describe_mask(predict(photo, model), NAMES)["digits"] == [labels[4].item()]  # a 4
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (5, 300), (333, 77), (64, 64, 4)])
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+def test_preparation_accepts_any_size_and_dtype(shape: tuple[int, ...], dtype: type) -> None:
+    generator = np.random.default_rng(1)
+    high = np.iinfo(dtype).max if np.issubdtype(dtype, np.integer) else 1.0
+    image = (generator.random(shape) * high).astype(dtype)
+    prepared = prepare_image(image)
+    assert prepared.original_size == shape[:2]
+    assert (
+        prepared.tensor.dtype == torch.float32
+        and prepared.tensor.shape[-2] % 4 == 0
+        and prepared.tensor.shape[-1] % 4 == 0
+    )
+    assert 0.0 <= prepared.tensor.min() and prepared.tensor.max() <= 1.0
+    gray = to_grayscale(image)
+    assert gray.shape == shape[:2] and gray.dtype == np.float32
+
+
+def test_empty_images_are_refused() -> None:
+    with pytest.raises(ImageInputError, match="shape"):
+        to_grayscale(np.zeros((0, 10)))
+    with pytest.raises(ValueError, match="invert"):
+        prepare_image(np.zeros((4, 4)), invert="sometimes")
+
+
+def test_the_cli_reports_bad_files_and_still_processes_the_good_ones(
+    checkpoint: Path, digits: tuple[torch.Tensor, torch.Tensor], tmp_path: Path
+) -> None:
+    images, labels = digits
+    good = tmp_path / "page.png"
+    Image.fromarray(page_of(images, [0, 1])).save(good)
+    not_image = tmp_path / "notes.png"
+    not_image.write_text("not a picture")
+    truncated = tmp_path / "truncated.png"
+    truncated.write_bytes(good.read_bytes()[:200])
+    huge = tmp_path / "huge.png"
+    Image.new("L", (9000, 5000), 255).save(huge)  # 45 million pixels, a tiny file
+    out = tmp_path / "out"
+    result = mnistseg("predict", good, not_image, truncated, huge, tmp_path, "--checkpoint", checkpoint, "--out", out)
+    assert result.returncode == 1
+    assert result.stdout.strip() == f"{good}: {labels[0].item()} {labels[1].item()}"
+    errors = result.stderr.strip().splitlines()
+    assert len(errors) == 4 and "Traceback" not in result.stderr
+    for name, reason in (
+        (not_image, "not an image"),
+        (truncated, "truncated"),
+        (huge, "refused"),
+        (tmp_path, "folder"),
+    ):
+        assert any(line.startswith(f"mnistseg predict: error: {name}:") and reason in line for line in errors), errors
+    summary = json.loads((out / "page.json").read_text())
+    assert summary["digits"] == [labels[0].item(), labels[1].item()]
+    assert set(summary["areas"]) == set(NAMES[1:]) and all(r["area"] > 0 for r in summary["regions"])
+    with Image.open(good) as original, Image.open(out / "page_mask.png") as mask:
+        assert mask.size == original.size and mask.mode == "L"  # the mask at the input's full size
+        assert set(np.unique(np.asarray(mask))) <= set(range(11))
+    with Image.open(out / "page_overlay.png") as overlay:
+        overlay.verify()
+
+
+def test_onnx_export_matches_pytorch_and_serves_predict(
+    checkpoint: Path, digits: tuple[torch.Tensor, torch.Tensor], tmp_path: Path
+) -> None:
+    pytest.importorskip("onnxruntime")
+    from mnistseg.export import OnnxModel, export_onnx
+
+    path = export_onnx(checkpoint, tmp_path / "model.onnx")
+    model, _ = load_model(checkpoint)
+    engine = OnnxModel(path)
+    images, _ = digits
+    batch = images[:64].unsqueeze(1).float() / 255  # MNIST inputs (64, 1, 28, 28)
+    scene = prepare_image(page_of(images, [5, 6, 8])).tensor  # a page, any size
+    for inputs in (batch, scene):
+        with torch.inference_mode():
+            expected = model(inputs)
+        actual = engine(inputs)
+        assert actual.shape == expected.shape
+        assert (actual - expected).abs().max() < 1e-3
+        agreement = (actual.argmax(1) == expected.argmax(1)).float().mean().item()
+        assert agreement >= 0.9999, agreement
+    assert (
+        describe_mask(predict(page_of(images, [1, 2]), engine), NAMES)["digits"]
+        == describe_mask(predict(page_of(images, [1, 2]), model), NAMES)["digits"]
+    )
+
+
+def test_the_readme_examples(checkpoint: Path, tmp_path: Path) -> None:
+    examples = Path(__file__).resolve().parents[1] / "docs" / "examples"
+    result = mnistseg(
+        "predict", examples / "page.png", examples / "photo.jpg", "--checkpoint", checkpoint, "--out", tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [f"{examples / 'page.png'}: 6 6 1 7 3 8 0", f"{examples / 'photo.jpg'}: 9"]
