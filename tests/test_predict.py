@@ -13,14 +13,16 @@ import pytest
 import torch
 from PIL import Image
 
+import mnistseg
 from mnistseg.data import class_names, load_arrays
 from mnistseg.predict import ImageInputError, describe_mask, predict, prepare_image, to_grayscale
+from mnistseg.scenes import make_scenes
 from mnistseg.storage import load_model
 
 NAMES = class_names()
 
 
-def mnistseg(*args: str | Path) -> subprocess.CompletedProcess[str]:
+def run_cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "mnistseg", *map(str, args)], capture_output=True, text=True, timeout=600
     )
@@ -30,7 +32,7 @@ def mnistseg(*args: str | Path) -> subprocess.CompletedProcess[str]:
 def checkpoint(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The fast preset on 25,000 training images for 2 epochs (as many steps as the full preset)."""
     out = tmp_path_factory.mktemp("predict-model")
-    result = mnistseg(
+    result = run_cli(
         "train", "--root", data_root, "--out", out, "--subset", "30000", "--epochs", "2", "--device", "cpu"
     )
     assert result.returncode == 0, result.stderr
@@ -63,7 +65,7 @@ def test_a_scanned_digit_as_jpeg(checkpoint: Path, digits: tuple[torch.Tensor, t
     buffer = io.BytesIO()
     dark_on_light(images[0], 300).save(buffer, format="JPEG", quality=80)
     photo = Image.open(io.BytesIO(buffer.getvalue()))
-    mask = predict(photo, model)
+    mask = mnistseg.predict(photo, model)  # the package-level API
     assert mask.shape == (300, 300) and mask.dtype == torch.int64
     assert describe_mask(mask, NAMES)["digits"] == [labels[0].item()]  # a 7
 
@@ -131,7 +133,7 @@ def test_the_cli_reports_bad_files_and_still_processes_the_good_ones(
     huge = tmp_path / "huge.png"
     Image.new("L", (9000, 5000), 255).save(huge)  # 45 million pixels, a tiny file
     out = tmp_path / "out"
-    result = mnistseg("predict", good, not_image, truncated, huge, tmp_path, "--checkpoint", checkpoint, "--out", out)
+    result = run_cli("predict", good, not_image, truncated, huge, tmp_path, "--checkpoint", checkpoint, "--out", out)
     assert result.returncode == 1
     assert result.stdout.strip() == f"{good}: {labels[0].item()} {labels[1].item()}"
     errors = result.stderr.strip().splitlines()
@@ -162,10 +164,11 @@ def test_onnx_export_matches_pytorch_and_serves_predict(
     path = export_onnx(checkpoint, tmp_path / "model.onnx")
     model, _ = load_model(checkpoint)
     engine = OnnxModel(path)
-    images, _ = digits
+    images, labels = digits
     batch = images[:64].unsqueeze(1).float() / 255  # MNIST inputs (64, 1, 28, 28)
-    scene = prepare_image(page_of(images, [5, 6, 8])).tensor  # a page, any size
-    for inputs in (batch, scene):
+    scenes = make_scenes(images[:300], labels[:300], 16, seed=0)[0].unsqueeze(1).float() / 255  # (16, 1, 64, 64)
+    page = prepare_image(page_of(images, [5, 6, 8])).tensor  # a page, any size
+    for inputs in (batch, scenes, page):
         with torch.inference_mode():
             expected = model(inputs)
         actual = engine(inputs)
@@ -181,7 +184,7 @@ def test_onnx_export_matches_pytorch_and_serves_predict(
 
 def test_the_readme_examples(checkpoint: Path, tmp_path: Path) -> None:
     examples = Path(__file__).resolve().parents[1] / "docs" / "examples"
-    result = mnistseg(
+    result = run_cli(
         "predict", examples / "page.png", examples / "photo.jpg", "--checkpoint", checkpoint, "--out", tmp_path
     )
     assert result.returncode == 0, result.stderr
