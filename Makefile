@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 ROOT ?= data
 RUN ?= runs/fast
 
-.PHONY: install run test lint clean
+.PHONY: install run test notebook lint clean
 
 install: $(STAMP)
 
@@ -31,8 +31,12 @@ run: install
 test: install
 	$(BIN)/python -m pytest -q
 
+notebook: install
+	$(BIN)/mnistseg data --root $(ROOT)
+	cd notebooks && MNISTSEG_ROOT=../$(ROOT) ../$(BIN)/python execute.py --out segmentation_tutorial.executed.ipynb
+
 lint: install
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks notebooks
 
 clean:
 	rm -rf $(VENV) runs build src/*.egg-info .pytest_cache

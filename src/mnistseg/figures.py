@@ -11,12 +11,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only, no window: works on a headless machine
-import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+
+# Figure objects, not pyplot: no global backend or figure state, works headless, and a
+# notebook's own inline backend is left alone.
+from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
@@ -63,11 +63,10 @@ def legend_handles(names: Sequence[str]) -> list[Patch]:
     return [Patch(color=CLASS_COLORS[index], label=name) for index, name in enumerate(names) if index > 0]
 
 
-def save_figure(figure: plt.Figure, path: str | Path, dpi: int = 100) -> None:
-    """Render a figure to PNG in memory, then write it atomically, and close it."""
+def save_figure(figure: Figure, path: str | Path, dpi: int = 100) -> None:
+    """Render a figure to PNG in memory, then write it atomically."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
-    plt.close(figure)
     atomic_write_bytes(path, buffer.getvalue())
 
 
@@ -91,7 +90,8 @@ def save_overlay_grid(
     """
     pictures = overlay_masks(images, masks)
     rows = -(-len(pictures) // columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(columns * 1.0, rows * 1.0 + 0.9), squeeze=False)
+    figure = Figure(figsize=(columns * 1.0, rows * 1.0 + 0.9))
+    axes = figure.subplots(rows, columns, squeeze=False)
     for index, axis in enumerate(axes.flat):
         axis.axis("off")
         if index < len(pictures):
@@ -111,7 +111,8 @@ def save_learning_curve(history: Sequence[dict[str, Any]], path: str | Path) -> 
         path: PNG file to write.
     """
     epochs = [row["epoch"] for row in history]
-    figure, (loss_axis, iou_axis) = plt.subplots(1, 2, figsize=(10, 3.5))
+    figure = Figure(figsize=(10, 3.5))
+    loss_axis, iou_axis = figure.subplots(1, 2)
     loss_axis.plot(epochs, [row["train_loss"] for row in history], marker="o", label="train")
     loss_axis.plot(epochs, [row["val_loss"] for row in history], marker="o", label="validation")
     loss_axis.set(xlabel="epoch", ylabel="cross-entropy loss", yscale="log", title="Loss")
@@ -137,7 +138,8 @@ def save_augmentation_figure(
         names: the 11 class names, background first.
     """
     pairs = [(image, mask), *augmented]
-    figure, axes = plt.subplots(2, len(pairs), figsize=(len(pairs) * 1.1, 2.8), squeeze=False)
+    figure = Figure(figsize=(len(pairs) * 1.1, 2.8))
+    axes = figure.subplots(2, len(pairs), squeeze=False)
     for column, (picture, labels) in enumerate(pairs):
         axes[0, column].imshow(picture[0].cpu().numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
         colored = class_color_table()[labels.cpu()].numpy()
@@ -193,7 +195,8 @@ def save_prediction_figure(ink: Tensor, mask: Tensor, path: str | Path, names: S
     picture = overlay_masks(ink[None, None], mask[None])[0]
     height, width = mask.shape
     scale = 8.0 / max(height, width)
-    figure, axis = plt.subplots(figsize=(max(width * scale, 3.0), max(height * scale, 2.0) + 0.8))
+    figure = Figure(figsize=(max(width * scale, 3.0), max(height * scale, 2.0) + 0.8))
+    axis = figure.subplots()
     axis.imshow(picture, interpolation="nearest")
     axis.axis("off")
     present = sorted(int(value) for value in mask.unique() if value > 0)
