@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import sys
 import tempfile
 import time
@@ -27,7 +26,7 @@ import torch
 from mnistseg.data import load_arrays
 from mnistseg.device import autocast, describe_hardware
 from mnistseg.export import OnnxModel, export_onnx
-from mnistseg.storage import load_model
+from mnistseg.storage import atomic_write_json, load_model
 from mnistseg.train import versions
 
 CPU = torch.device("cpu")
@@ -94,8 +93,7 @@ def main() -> None:
         "images_per_s": rows,
         "argmax_agreement": agreement,
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write_json(args.json, result)  # creates the folder; never a half-written result
     print(f"wrote {args.json}")
 
 

@@ -27,6 +27,7 @@ import torch
 
 from mnistseg.device import describe_hardware
 from mnistseg.evaluate import evaluate_checkpoint
+from mnistseg.storage import atomic_write_json
 
 CPU = torch.device("cpu")
 
@@ -88,8 +89,7 @@ def main() -> None:
         "rows": rows,
         "note": "CPU processes with Gloo on one machine; not a multi-GPU figure",
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write_json(args.json, result)  # creates the folder; never a half-written result
     print(f"wrote {args.json}")
 
 

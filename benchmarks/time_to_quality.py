@@ -41,7 +41,7 @@ from mnistseg.device import autocast, describe_hardware
 from mnistseg.evaluate import evaluate, evaluate_checkpoint
 from mnistseg.model import SimpleUNet
 from mnistseg.recipes import get_preset
-from mnistseg.storage import load_model
+from mnistseg.storage import atomic_write_json, load_model
 from mnistseg.train import make_batches, train_one_epoch, versions
 
 CPU = torch.device("cpu")
@@ -155,11 +155,12 @@ def data_path_overhead(root: Path, preset: str, batches: int) -> dict[str, float
 
 def inference_speed(root: Path, checkpoint: Path) -> dict[str, float]:
     """Test-set images/s of the evaluation loop, float32 and bf16 channels_last."""
-    model, _ = load_model(checkpoint)
     images, labels = load_arrays(root, train=False)
     result = {}
     for precision, channels_last in (("fp32", False), ("bf16", True)):
-        net = model.to(memory_format=torch.channels_last) if channels_last else model
+        net, _ = load_model(checkpoint)  # a fresh copy: .to(memory_format=...) converts in place
+        if channels_last:
+            net = net.to(memory_format=torch.channels_last)
         batches = BatchedLoader(images, labels, 1000)
         started = time.perf_counter()
         evaluate(net, batches, 11, CPU, precision, channels_last)
@@ -268,8 +269,7 @@ def main() -> None:
         "inference": inference,
         "targets": checks,
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write_json(args.json, result)  # creates the folder; never a half-written result
     print(f"\nwrote {args.json}")
 
 

@@ -142,10 +142,18 @@ def predict(image: Image.Image | np.ndarray | Tensor, model: nn.Module, invert: 
     Returns:
         int64 ``[H, W]``: class ids at the input's size (0 background, digit + 1).
     """
+    return segment(image, model, invert)[0]
+
+
+@torch.inference_mode()
+def segment(
+    image: Image.Image | np.ndarray | Tensor, model: nn.Module, invert: str = "auto"
+) -> tuple[Tensor, PreparedImage]:
+    """:func:`predict`, also returning how the image was prepared (whether it was inverted, ...)."""
     prepared = prepare_image(image, invert)
     device = next(model.parameters()).device
     logits = model.eval()(prepared.tensor.to(device)).float().cpu()  # (1, 11, h, w)
-    return logits_to_mask(logits, prepared)
+    return logits_to_mask(logits, prepared), prepared
 
 
 def logits_to_mask(logits: Tensor, prepared: PreparedImage) -> Tensor:
@@ -229,10 +237,7 @@ def predict_file(path: Path, model: nn.Module, out: Path, names: Sequence[str], 
         The JSON summary (see :func:`describe_mask`) with ``image``, ``inverted`` and ``files``.
     """
     image = read_image(path)
-    prepared = prepare_image(image, invert)
-    with torch.inference_mode():
-        logits = model.eval()(prepared.tensor.to(next(model.parameters()).device)).float().cpu()
-    mask = logits_to_mask(logits, prepared)
+    mask, prepared = segment(image, model, invert)
     summary = {"image": str(path), "inverted": prepared.inverted, **describe_mask(mask, names)}
     out.mkdir(parents=True, exist_ok=True)
     mask_path, overlay_path, json_path = (

@@ -29,6 +29,25 @@ STATE_FILE = "training_state.safetensors"
 STATE_VERSION = 1
 
 
+@dataclass(frozen=True)
+class TrainingParts:
+    """The objects of a run whose state is saved after each epoch and restored on resume.
+
+    Attributes:
+        model: the network being trained (not its DistributedDataParallel wrapper).
+        ema: the ``AveragedModel`` of its weights, or None.
+        optimizer: the optimizer (its moments).
+        scheduler: the learning-rate schedule, or None.
+        batches: the training loader (its random generators).
+    """
+
+    model: nn.Module
+    ema: nn.Module | None
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None
+    batches: object
+
+
 @dataclass
 class Progress:
     """Where a run is: the last finished epoch, its metrics so far, the best so far."""
@@ -57,18 +76,10 @@ def _gather_generator_states(batches: object, context: DistributedContext) -> li
     return everyone  # type: ignore[return-value]
 
 
-def save_training_state(
-    path: Path,
-    model: nn.Module,
-    ema_model: nn.Module | None,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler | None,
-    batches: object,
-    progress: Progress,
-    context: DistributedContext,
-) -> None:
+def save_training_state(path: Path, parts: TrainingParts, progress: Progress, context: DistributedContext) -> None:
     """Write the state of a run after ``progress.epoch`` (collective under torchrun; rank 0 writes)."""
-    generator_states = _gather_generator_states(batches, context)
+    model, ema_model, optimizer, scheduler = parts.model, parts.ema, parts.optimizer, parts.scheduler
+    generator_states = _gather_generator_states(parts.batches, context)
     if not context.is_main:
         return
     tensors: dict[str, Tensor] = {}
@@ -121,21 +132,14 @@ def load_training_state(path: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
     return tensors, metadata
 
 
-def restore_training_state(
-    path: Path,
-    model: nn.Module,
-    ema_model: nn.Module | None,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler | None,
-    batches: object,
-    context: DistributedContext,
-) -> Progress:
+def restore_training_state(path: Path, parts: TrainingParts, context: DistributedContext) -> Progress:
     """Load a state file into a freshly built run; returns its progress.
 
     Raises:
         CheckpointError: if the file does not fit the run (another model, world size, ...).
     """
     tensors, metadata = load_training_state(path)
+    model, ema_model, optimizer, scheduler = parts.model, parts.ema, parts.optimizer, parts.scheduler
     if metadata["world_size"] != context.world_size:
         raise CheckpointError(
             f"{path} was written by {metadata['world_size']} process(es); resume it with the same number, "
@@ -162,7 +166,7 @@ def restore_training_state(
         raise CheckpointError(f"{path} does not fit this run's model or optimizer ({first_line})") from None
     if scheduler is not None and metadata["scheduler"] is not None:
         scheduler.load_state_dict(metadata["scheduler"])
-    device_generators = loader_generators(batches)
+    device_generators = loader_generators(parts.batches)
     for index, generator in enumerate(device_generators):
         generator.set_state(tensors[f"rng.{context.rank}.{index}"])
     torch.set_rng_state(tensors[f"rng.{context.rank}.{len(device_generators)}"])

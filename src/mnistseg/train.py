@@ -41,7 +41,7 @@ from mnistseg.figures import save_learning_curve, save_overlay_grid
 from mnistseg.metrics import summarize
 from mnistseg.model import SimpleUNet, count_parameters
 from mnistseg.recipes import Recipe, recipe_differences
-from mnistseg.resume import STATE_FILE, Progress, restore_training_state, save_training_state
+from mnistseg.resume import STATE_FILE, Progress, TrainingParts, restore_training_state, save_training_state
 from mnistseg.scenes import SCENES_PER_DIGIT, scene_batches
 from mnistseg.storage import (
     CONFIG_FILE,
@@ -83,15 +83,18 @@ def make_batches(
     if recipe.dataset == "scenes":
         if recipe.loader != "batched" or recipe.augment:
             raise ValueError("scenes train with the batched loader and without augmentation: add --no-augment")
-        train, val = (
-            scene_batches(
-                images[index], labels[index], max(1, round(len(index) * SCENES_PER_DIGIT)), recipe.seed + offset,
-                batch, recipe.threshold, shuffle=shuffle, seed=recipe.seed + 1, device=device, **shard,
-            )
-            for index, offset, batch, shuffle in (
-                (train_index, 11, per_rank_batch_size(recipe.batch_size, context), True),
-                (val_index, 12, EVAL_BATCH_SIZE, False),
-            )
+
+        def scenes_of(index: Tensor) -> int:
+            return max(1, round(len(index) * SCENES_PER_DIGIT))
+
+        train = scene_batches(
+            images[train_index], labels[train_index], scenes_of(train_index), recipe.seed + 11,
+            per_rank_batch_size(recipe.batch_size, context), recipe.threshold,
+            shuffle=True, seed=recipe.seed + 1, device=device, **shard,
+        )  # fmt: skip
+        val = scene_batches(
+            images[val_index], labels[val_index], scenes_of(val_index), recipe.seed + 12,
+            EVAL_BATCH_SIZE, recipe.threshold, device=device, **shard,
         )  # fmt: skip
         return train, val, len(train.labels), len(val.labels)
     if recipe.loader == "batched":
@@ -278,6 +281,7 @@ def fit(
             model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(recipe.ema_decay), use_buffers=True
         )
     final_model = model if ema is None else ema.module  # what is validated and saved
+    parts = TrainingParts(model, ema, optimizer, scheduler, train_batches)
     processes = f" x {context.world_size} processes" if context.enabled else ""
     log(
         f"training {recipe.name}: SimpleUNet width {recipe.base_width} ({count_parameters(model):,} parameters), "
@@ -295,7 +299,7 @@ def fit(
     }
     progress = Progress(config=config)
     if resume:
-        progress = restore_training_state(out / STATE_FILE, model, ema, optimizer, scheduler, train_batches, context)
+        progress = restore_training_state(out / STATE_FILE, parts, context)
         config = progress.config
         if progress.epoch >= recipe.epochs:
             log(f"{out} already finished its {recipe.epochs} epochs; nothing to do")
@@ -345,10 +349,7 @@ def fit(
                 title=f"Validation batch after epoch {epoch}: predicted masks (IoU {row['iou']:.4f})",
             )  # fmt: skip
         # Last, in one file: the point a resumed run continues from.
-        save_training_state(
-            out / STATE_FILE, model, ema, optimizer, scheduler, train_batches,
-            Progress(epoch, history, best_iou, config), context,
-        )  # fmt: skip
+        save_training_state(out / STATE_FILE, parts, Progress(epoch, history, best_iou, config), context)
         barrier(context)  # the other ranks wait while rank 0 writes
     if context.is_main:
         save_learning_curve(history, out / "learning_curve.png")
