@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 ROOT ?= data
 RUN ?= runs/fast
 
-.PHONY: install run test notebook lint clean
+.PHONY: install run test serve notebook lint clean
 
 install: $(STAMP)
 
@@ -30,6 +30,9 @@ run: install
 
 test: install
 	$(BIN)/python -m pytest -q
+
+serve: install
+	$(BIN)/mnistseg serve
 
 notebook: install
 	$(BIN)/mnistseg data --root $(ROOT)

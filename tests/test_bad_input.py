@@ -118,6 +118,12 @@ CASES: list[tuple[str, Callable[[Paths], list[str | Path]], int, tuple[str, ...]
     ("no CUDA here", lambda p: ["train", "--root", p["root"], "--device", "cuda", *TRAIN_SMALL], 1, ("no CUDA GPU",)),
     ("output under a file", lambda p: ["train", "--root", p["root"], "--out", p["a_file"] / "run", *TRAIN_SMALL], 1,
      ("a-file",)),
+    ("serve a missing checkpoint", lambda p: ["serve", "--checkpoint", p["missing"]], 1, ("does not exist",)),
+    ("serve onnx before export", lambda p: ["serve", "--checkpoint", p["good"], "--engine", "onnx"], 1,
+     ("model.onnx does not exist", "mnistseg export")),
+    ("serve on a port out of range", lambda p: ["serve", "--port", "70000"], 2, ("must be between 0 and 65535",)),
+    ("serve on an unknown host", lambda p: ["serve", "--checkpoint", p["good"], "--host", "no-such-host.invalid"], 1,
+     ("cannot listen on no-such-host.invalid:8000",)),
     ("summary under a file", lambda p: ["evaluate", "--checkpoint", p["good"], "--root", p["root"],
                                         "--json", p["a_file"] / "x.json"], 1, ("a-file",)),
 ]  # fmt: skip

@@ -6,6 +6,7 @@
     mnistseg predict    segment your own images
     mnistseg export     write a checkpoint as ONNX
     mnistseg figures    the data-set and augmentation figures
+    mnistseg serve      a local web page: draw digits, watch them segment
 
 A mistake a user can make (a missing folder, a wrong flag value, a damaged file) ends
 with one line on stderr and a non-zero exit status, never a traceback.
@@ -53,6 +54,17 @@ def positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def port_number(text: str) -> int:
+    """argparse type: a TCP port, 0..65535 (0: any free port)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 65535, got {value}")
     return value
 
 
@@ -164,6 +176,20 @@ def get_args_parser() -> argparse.ArgumentParser:
         "--dataset", choices=("mnist", "fashion-mnist"), default="mnist", help="data set (default: mnist)"
     )
     figures.add_argument("--seed", type=int, default=0, help="seed of the augmentation draws (default: 0)")
+
+    serve = commands.add_parser("serve", help="a local web page: draw digits, watch them segment live")
+    serve.add_argument("--checkpoint", type=Path, help="trained model (default: the most recently trained under runs/)")
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on; 0.0.0.0 lets other computers on your network in (default: 127.0.0.1)",
+    )
+    serve.add_argument("--port", type=port_number, default=8000, help="TCP port, 0 for any free one (default: 8000)")
+    serve.add_argument(
+        "--engine", choices=("torch", "onnx"), default="torch",
+        help="run with PyTorch, or with ONNX Runtime on <checkpoint>/model.onnx (default: torch)",
+    )  # fmt: skip
+    serve.add_argument("--device", default="cpu", help="where PyTorch runs: cpu, cuda, ... or auto (default: cpu)")
     return parser
 
 
@@ -278,6 +304,25 @@ def run_figures(args: argparse.Namespace) -> None:
         print(f"wrote {path}")
 
 
+def run_serve(args: argparse.Namespace) -> None:
+    from mnistseg.serve import SegmentationServer, load_segmenter
+
+    segmenter = load_segmenter(args.checkpoint, args.engine, args.device)
+    try:
+        server = SegmentationServer((args.host, args.port), segmenter)
+    except OSError as error:  # port taken, no such address, ...
+        raise ValueError(f"cannot listen on {args.host}:{args.port}: {error.strerror or error}") from None
+    if not server.loopback_only:
+        print(f"mnistseg serve: warning: listening on {args.host}: others on your network can use it", file=sys.stderr)
+    print(f"mnistseg serve: open {server.url} (model {segmenter.description}; Ctrl+C stops)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print("mnistseg serve: stopped", file=sys.stderr)
+    finally:
+        server.server_close()
+
+
 COMMANDS = {
     "data": run_data,
     "train": run_train,
@@ -285,6 +330,7 @@ COMMANDS = {
     "predict": run_predict,
     "export": run_export,
     "figures": run_figures,
+    "serve": run_serve,
 }
 
 

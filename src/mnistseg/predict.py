@@ -29,7 +29,7 @@ import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -44,11 +44,16 @@ from mnistseg.storage import atomic_write_bytes, atomic_write_json
 MNIST_DIGIT_HEIGHT = 20.0  # pixels: MNIST centres each digit's 20x20 box in a 28x28 frame
 MARGIN = 8  # pixels of background added around the scaled image
 MAX_PIXELS = 40_000_000  # larger inputs are refused, not silently slow
+MAX_SCALED_PIXELS = 4_000_000  # what the network sees is capped: a speck on a big image must not blow up
 INVERT_CHOICES = ("auto", "yes", "no")
 
 
 class ImageInputError(ValueError):
     """An input that is not an image this module can read and segment."""
+
+
+class ImageTooLargeError(ImageInputError):
+    """An image with more pixels than the caller accepts."""
 
 
 @dataclass(frozen=True)
@@ -98,16 +103,23 @@ def to_grayscale(image: Image.Image | np.ndarray | Tensor) -> np.ndarray:
     return np.clip(array, 0.0, 1.0)
 
 
-def prepare_image(image: Image.Image | np.ndarray | Tensor, invert: str = "auto") -> PreparedImage:
+def prepare_image(
+    image: Image.Image | np.ndarray | Tensor, invert: str = "auto", max_scaled_pixels: int = MAX_SCALED_PIXELS
+) -> PreparedImage:
     """Bring an image to MNIST's conventions (see the module docstring).
 
     Args:
         image: a PIL image or an array; any size, grayscale or colour.
         invert: "auto" (invert when the border is lighter than the middle of the image),
             "yes" or "no".
+        max_scaled_pixels: the scaled image has at most this many pixels. Tiny marks would
+            otherwise be scaled up until they are 20 pixels tall, whatever that costs; past
+            the cap the digits come out smaller than MNIST's.
     """
     if invert not in INVERT_CHOICES:
         raise ValueError(f"invert must be one of {INVERT_CHOICES}, got {invert!r}")
+    if max_scaled_pixels < 1:
+        raise ValueError(f"max_scaled_pixels must be at least 1, got {max_scaled_pixels}")
     gray = to_grayscale(image)
     height, width = gray.shape
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
@@ -120,7 +132,7 @@ def prepare_image(image: Image.Image | np.ndarray | Tensor, invert: str = "auto"
     heights = [found[0].stop - found[0].start for found in ndimage.find_objects(labels)] if count else []
     big = [h for h in heights if h >= 0.3 * max(heights)] if heights else []
     digit_height = float(np.median(big)) if big else float(height)
-    scale = MNIST_DIGIT_HEIGHT / max(digit_height, 1.0)
+    scale = min(MNIST_DIGIT_HEIGHT / max(digit_height, 1.0), (max_scaled_pixels / (height * width)) ** 0.5)
     scaled_h, scaled_w = max(1, round(height * scale)), max(1, round(width * scale))
     tensor = torch.from_numpy(ink).view(1, 1, height, width)
     tensor = F.interpolate(tensor, size=(scaled_h, scaled_w), mode="bilinear", antialias=scale < 1, align_corners=False)
@@ -147,10 +159,13 @@ def predict(image: Image.Image | np.ndarray | Tensor, model: nn.Module, invert: 
 
 @torch.inference_mode()
 def segment(
-    image: Image.Image | np.ndarray | Tensor, model: nn.Module, invert: str = "auto"
+    image: Image.Image | np.ndarray | Tensor,
+    model: nn.Module,
+    invert: str = "auto",
+    max_scaled_pixels: int = MAX_SCALED_PIXELS,
 ) -> tuple[Tensor, PreparedImage]:
     """:func:`predict`, also returning how the image was prepared (whether it was inverted, ...)."""
-    prepared = prepare_image(image, invert)
+    prepared = prepare_image(image, invert, max_scaled_pixels)
     device = next(model.parameters()).device
     logits = model.eval()(prepared.tensor.to(device)).float().cpu()  # (1, 11, h, w)
     return logits_to_mask(logits, prepared), prepared
@@ -216,16 +231,31 @@ def read_image(path: Path) -> Image.Image:
         raise ImageInputError("is a folder, not an image")
     if not path.is_file():
         raise ImageInputError("does not exist")
+    return decode_image(path)
+
+
+def decode_image(source: Path | BinaryIO, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Fully decode an image from a file or a byte stream, refusing more than ``max_pixels``.
+
+    The size is checked from the header, before any pixel is decoded.
+
+    Raises:
+        ImageInputError: naming why it cannot be used (not an image, truncated, too large).
+    """
     try:
-        with Image.open(path) as opened:
-            if opened.width * opened.height > MAX_PIXELS:
-                raise ImageInputError(f"has {opened.width}x{opened.height} pixels; more than {MAX_PIXELS:,} is refused")
+        with Image.open(source) as opened:
+            if opened.width * opened.height > max_pixels:
+                raise ImageTooLargeError(
+                    f"has {opened.width}x{opened.height} pixels; more than {max_pixels:,} is refused"
+                )
             opened.load()  # decode now, so a truncated file fails here
             return opened.copy()
+    except ImageInputError:
+        raise
     except UnidentifiedImageError:
         raise ImageInputError("is not an image PIL can read") from None
     except Image.DecompressionBombError:
-        raise ImageInputError(f"is larger than {MAX_PIXELS:,} pixels") from None
+        raise ImageTooLargeError(f"is larger than {max_pixels:,} pixels") from None
     except (OSError, SyntaxError, ValueError) as error:  # PIL's words for a damaged file
         raise ImageInputError(f"is damaged or truncated ({error})") from None
 
