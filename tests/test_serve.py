@@ -157,6 +157,8 @@ def test_a_drawing_comes_back_as_its_digits_and_a_full_size_mask(
 BAD_REQUESTS = [
     ("body over the limit", "POST", "/api/segment", b"", {"Content-Type": "image/png", "Content-Length": "1000000000"},
      413, "at most 2,000,000"),
+    ("Content-Length of 5,000 digits", "POST", "/api/segment", b"", {"Content-Type": "image/png",
+     "Content-Length": "9" * 5000}, 413, "(5000 digits) bytes; at most 2,000,000"),
     ("no Content-Length", "POST", "/api/segment", b"", {"Content-Type": "image/png"}, 411, "Content-Length"),
     ("chunked body", "POST", "/api/segment", b"", {"Content-Type": "image/png", "Transfer-Encoding": "chunked"},
      411, "not chunked"),
@@ -396,6 +398,12 @@ def test_drawing_on_the_page_in_chromium(
     wait_for_segmentation(page)
     assert page.locator("#reading").inner_text() == "–" and page.locator("#digits li").count() == 0
     assert overlay_counts(page, 0, 560) == {}
+    page.keyboard.press("Control+z")  # a Clear can be undone
+    wait_for_segmentation(page)
+    assert page.locator("#reading").inner_text().split()[0] == str(first)
+    page.locator("#clear").click()
+    wait_for_segmentation(page)
+    assert page.locator("#reading").inner_text() == "–" and overlay_counts(page, 0, 560) == {}
     assert outside == [], f"the page asked for outside addresses: {outside}"
     context.close()
 

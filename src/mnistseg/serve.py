@@ -210,15 +210,18 @@ class SegmentationHandler(BaseHTTPRequestHandler):
         declared = self.headers.get("Content-Length")
         if declared is None:
             raise RequestError(HTTPStatus.LENGTH_REQUIRED, "a Content-Length header is required")
-        if not declared.strip().isdigit():
+        declared = declared.strip()
+        if not (declared.isascii() and declared.isdigit()):
             raise RequestError(HTTPStatus.BAD_REQUEST, f"Content-Length must be a whole number, got {declared[:20]!r}")
-        length = int(declared)
-        if length > MAX_BODY_BYTES:
+        # Compare digit counts first: int() of a 5,000-digit header would itself be refused.
+        if len(declared.lstrip("0")) > len(str(MAX_BODY_BYTES)) or int(declared) > MAX_BODY_BYTES:
             self.close_connection = True  # the unread body must not be parsed as a next request
+            shown = declared if len(declared) <= 20 else f"{declared[:20]}... ({len(declared)} digits)"
             raise RequestError(
                 HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                f"the body has {length:,} bytes; at most {MAX_BODY_BYTES:,} are accepted",
+                f"the body declares {shown} bytes; at most {MAX_BODY_BYTES:,} are accepted",
             )
+        length = int(declared)
         try:
             body = self.rfile.read(length)
         except TimeoutError:

@@ -16,6 +16,7 @@ const penInput = document.getElementById("pen");
 const page = {
   strokes: [],          // each {width, points: [[x, y], ...]} in canvas pixels
   activeStroke: null,   // the stroke under the pointer, also the last of page.strokes
+  clearedStrokes: [],   // what Clear removed, so that Undo can bring it back
   drawnVersion: 0,      // bumped at every change of the drawing
   dirty: false,         // a change not yet sent
   inFlight: false,
@@ -88,6 +89,7 @@ drawing.addEventListener("pointerdown", (event) => {
   const point = canvasPoint(event);
   page.activeStroke = { width: Number(penInput.value), points: [point] };
   page.strokes.push(page.activeStroke);
+  page.clearedStrokes = [];
   drawSegment(page.activeStroke.width, point, point);
   changed();
 });
@@ -109,14 +111,21 @@ for (const name of ["pointerup", "pointercancel"]) {
 }
 
 function undo() {
-  if (!page.strokes.length) return;
-  page.strokes.pop();
+  if (!page.strokes.length && !page.clearedStrokes.length) return;
+  if (page.strokes.length) {
+    page.strokes.pop();
+  } else {  // undo a Clear
+    page.strokes = page.clearedStrokes;
+    page.clearedStrokes = [];
+  }
   page.activeStroke = null;
   redraw();
   changed();
 }
 
 function clearAll() {
+  if (!page.strokes.length) return;
+  page.clearedStrokes = page.strokes;
   page.strokes = [];
   page.activeStroke = null;
   redraw();
