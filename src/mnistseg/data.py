@@ -18,17 +18,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
-from torchvision import tv_tensors
-from torchvision.datasets import MNIST, FashionMNIST
-from torchvision.transforms import v2
 
 from mnistseg.augment import AFFINE_RANGES, AffineRanges, augment_batch
 from mnistseg.prepare import verify_raw_files
+
+if TYPE_CHECKING:
+    from torchvision.transforms import v2
+
+# torchvision is imported inside the functions that use it: importing it takes about 2 s
+# on a laptop CPU (it loads torch._dynamo), and `mnistseg predict`, `mnistseg serve` and a
+# mistyped command line need none of it.
 
 NUM_CLASSES = 11
 DEFAULT_THRESHOLD = 0.2
@@ -76,6 +80,8 @@ def load_arrays(root: str | Path, train: bool = True, dataset: str = "mnist") ->
     Returns:
         ``(images uint8 [N, 28, 28], labels int64 [N])``.
     """
+    from torchvision.datasets import MNIST, FashionMNIST
+
     dataset = "fashion-mnist" if dataset == "fashion-mnist" else "mnist"
     verify_raw_files(root, dataset)
     dataset_class = FashionMNIST if dataset == "fashion-mnist" else MNIST
@@ -103,6 +109,8 @@ def reference_train_transform(ranges: AffineRanges = AFFINE_RANGES, size: int = 
     the image bilinearly and a ``tv_tensors.Mask`` with nearest-neighbour interpolation,
     so class ids stay whole numbers.
     """
+    from torchvision.transforms import v2
+
     return v2.RandomAffine(
         degrees=ranges.degrees,
         translate=(ranges.translate_px / size, ranges.translate_px / size),
@@ -147,6 +155,8 @@ class SegmentationMNIST(Dataset):
         super().__init__()
         if not 0.0 <= threshold < 1.0:
             raise ValueError(f"threshold must be in [0, 1), got {threshold}")
+        from torchvision.datasets import MNIST, FashionMNIST
+
         self.dataset_name = "fashion-mnist" if fashion else "mnist"
         verify_raw_files(root, self.dataset_name)
         self.mnist = (FashionMNIST if fashion else MNIST)(str(root), train=train)
@@ -164,6 +174,8 @@ class SegmentationMNIST(Dataset):
             return image, mask
         if _is_albumentations(self.transform):
             return self._apply_albumentations(image, mask)
+        from torchvision import tv_tensors  # already loaded by the dataset: a dictionary lookup
+
         image, mask = self.transform(tv_tensors.Image(image), tv_tensors.Mask(mask))
         return image.as_subclass(Tensor), mask.as_subclass(Tensor).to(torch.int64)
 
