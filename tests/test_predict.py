@@ -102,6 +102,15 @@ def test_preparation_accepts_any_size_and_dtype(shape: tuple[int, ...], dtype: t
     assert gray.shape == shape[:2] and gray.dtype == np.float32
 
 
+def test_a_speck_on_a_large_image_is_not_scaled_past_the_cap() -> None:
+    image = np.zeros((1024, 1024), np.uint8)
+    image[500:502, 500:502] = 255  # 2 px tall: a digit-height scale would be 20 / 2 = 10x, 10,240 px a side
+    # The cap wins: scale = sqrt(cap / 1024**2); 1024 * sqrt(1e6 / 1024**2) = 1000, 1024 * sqrt(4e6 / 1024**2) = 2000.
+    assert prepare_image(image, max_scaled_pixels=1_000_000).scaled_size == (1000, 1000)
+    assert prepare_image(image).scaled_size == (2000, 2000)  # the default cap, 4 million pixels
+    assert prepare_image(image[480:522, 480:522]).scaled_size == (420, 420)  # small enough: 42 px x 10, uncapped
+
+
 def test_empty_images_are_refused() -> None:
     with pytest.raises(ImageInputError, match="shape"):
         to_grayscale(np.zeros((0, 10)))
