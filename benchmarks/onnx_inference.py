@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -24,10 +23,10 @@ from pathlib import Path
 import torch
 
 from mnistseg.data import load_arrays
-from mnistseg.device import autocast, describe_hardware
+from mnistseg.device import autocast
 from mnistseg.export import OnnxModel, export_onnx
-from mnistseg.storage import atomic_write_json, load_model
-from mnistseg.train import versions
+from mnistseg.storage import load_model
+from record import write_record
 
 CPU = torch.device("cpu")
 
@@ -86,15 +85,7 @@ def main() -> None:
     for name, speed in rows.items():
         print(f"{name:<28} {speed:>9.0f} {speed / rows['pytorch_fp32']:>15.2f}x")
     print(f"argmax agreement ONNX Runtime vs PyTorch (1,000 images): {agreement:.6f}")
-    result = {
-        "command": "python benchmarks/onnx_inference.py " + " ".join(sys.argv[1:]),
-        "hardware": describe_hardware(),
-        "versions": versions(),
-        "images_per_s": rows,
-        "argmax_agreement": agreement,
-    }
-    atomic_write_json(args.json, result)  # creates the folder; never a half-written result
-    print(f"wrote {args.json}")
+    write_record(args.json, images_per_s=rows, argmax_agreement=agreement)
 
 
 if __name__ == "__main__":

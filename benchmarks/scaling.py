@@ -25,9 +25,8 @@ from pathlib import Path
 
 import torch
 
-from mnistseg.device import describe_hardware
 from mnistseg.evaluate import evaluate_checkpoint
-from mnistseg.storage import atomic_write_json
+from record import write_record
 
 CPU = torch.device("cpu")
 
@@ -81,16 +80,9 @@ def main() -> None:
             f"{row['processes']:>9} {row['wall_seconds']:>8.1f} {row['images_per_s']:>7.0f} {row['iou']:>9.4f} "
             f"{row['relative_throughput']:>12.2f}x"
         )
-    result = {
-        "command": "python benchmarks/scaling.py " + " ".join(sys.argv[1:]),
-        "preset": args.preset,
-        "hardware": describe_hardware(),
-        "torch": torch.__version__,
-        "rows": rows,
-        "note": "CPU processes with Gloo on one machine; not a multi-GPU figure",
-    }
-    atomic_write_json(args.json, result)  # creates the folder; never a half-written result
-    print(f"wrote {args.json}")
+    write_record(
+        args.json, preset=args.preset, rows=rows, note="CPU processes with Gloo on one machine; not a multi-GPU figure"
+    )
 
 
 if __name__ == "__main__":

@@ -41,8 +41,9 @@ from mnistseg.device import autocast, describe_hardware
 from mnistseg.evaluate import evaluate, evaluate_checkpoint
 from mnistseg.model import SimpleUNet
 from mnistseg.recipes import get_preset
-from mnistseg.storage import atomic_write_json, load_model
+from mnistseg.storage import load_model
 from mnistseg.train import make_batches, train_one_epoch, versions
+from record import write_record
 
 CPU = torch.device("cpu")
 TARGET_IOU = 0.9594  # the reference's published test IoU
@@ -196,8 +197,7 @@ def main() -> None:
     )  # fmt: skip
     args = parser.parse_args()
 
-    hardware = describe_hardware()
-    print(f"hardware: {hardware}\nversions: {versions()}", flush=True)
+    print(f"hardware: {describe_hardware()}\nversions: {versions()}", flush=True)
     print(f"measuring the reference recipe over {args.reference_batches} batches ...", flush=True)
     reference = reference_throughput(args.root, args.reference_batches, warmup=3)
     print(
@@ -260,17 +260,8 @@ def main() -> None:
     for name, met in checks.items():
         print(f"  [{'met' if met else 'NOT MET'}] {name}")
 
-    result = {
-        "command": "python benchmarks/time_to_quality.py " + " ".join(sys.argv[1:]),
-        "hardware": hardware,
-        "versions": versions(),
-        "reference": reference,
-        "presets": rows,
-        "inference": inference,
-        "targets": checks,
-    }
-    atomic_write_json(args.json, result)  # creates the folder; never a half-written result
-    print(f"\nwrote {args.json}")
+    print()
+    write_record(args.json, reference=reference, presets=rows, inference=inference, targets=checks)
 
 
 if __name__ == "__main__":

@@ -370,8 +370,8 @@ def test_drawing_on_the_page_in_chromium(
 
     scale = 9  # 28 MNIST pixels -> 252 canvas pixels; the pen as wide as one scaled pixel
     page.locator("#pen").fill(str(scale))
-    strokes = trace(page, images[0].numpy(), left=14, top=14, scale=scale)
-    strokes += trace(page, images[1].numpy(), left=294, top=14, scale=scale)
+    trace(page, images[0].numpy(), left=14, top=14, scale=scale)  # in the left half of the canvas
+    second_strokes = trace(page, images[1].numpy(), left=294, top=14, scale=scale)  # in the right half
     wait_for_segmentation(page)
 
     assert page.locator("#reading").inner_text() == f"{first} {second}"
@@ -388,11 +388,11 @@ def test_drawing_on_the_page_in_chromium(
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "serve_page.png"))
 
-    for _ in range(strokes // 2):  # undo is one stroke at a time; the last strokes were the second digit's
+    for _ in range(second_strokes):  # undo is one stroke at a time: take the second digit back
         page.locator("#undo").click()
     wait_for_segmentation(page)
-    assert page.locator("#reading").inner_text().split()[0] == str(first)
-    assert sum(overlay_counts(page, 280, 560).values()) < sum(overlay_counts(page, 0, 280).values())
+    assert page.locator("#reading").inner_text() == str(first)
+    assert overlay_counts(page, 280, 560) == {} and sum(overlay_counts(page, 0, 280).values()) > 2000
 
     page.keyboard.press("Escape")  # clear
     wait_for_segmentation(page)
@@ -400,7 +400,7 @@ def test_drawing_on_the_page_in_chromium(
     assert overlay_counts(page, 0, 560) == {}
     page.keyboard.press("Control+z")  # a Clear can be undone
     wait_for_segmentation(page)
-    assert page.locator("#reading").inner_text().split()[0] == str(first)
+    assert page.locator("#reading").inner_text() == str(first)
     page.locator("#clear").click()
     wait_for_segmentation(page)
     assert page.locator("#reading").inner_text() == "–" and overlay_counts(page, 0, 560) == {}

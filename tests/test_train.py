@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from mnistseg.data import load_arrays, masks_from_images, split_indices
 from mnistseg.device import resolve_device
 from mnistseg.recipes import get_preset
 from mnistseg.storage import load_weights
@@ -43,7 +44,12 @@ def test_the_per_item_dataset_loader_trains_too(data_root: Path, tmp_path: Path)
     recipe = get_preset("reference", subset=120, epochs=1, base_width=4, num_workers=0)
     config = fit(recipe, data_root, tmp_path, CPU, log=quiet)
     assert config["recipe"]["loader"] == "dataset"
-    assert config["last"]["val"]["tp"] + config["last"]["val"]["fn"] > 0
+    # Validation saw exactly the 20 held-out images of the 5:1 split: their foreground pixels, once.
+    images, labels = load_arrays(data_root, train=True)
+    _, val_index = split_indices(120, seed=recipe.seed)
+    val_masks = masks_from_images(images[val_index].float() / 255, labels[val_index])
+    assert len(val_index) == 20
+    assert config["last"]["val"]["tp"] + config["last"]["val"]["fn"] == int((val_masks > 0).sum())
     assert (tmp_path / "model.safetensors").is_file()
 
 

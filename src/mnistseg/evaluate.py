@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mnistseg.data import BatchedLoader, class_names, load_arrays, masks_from_images
+from mnistseg.data import DEFAULT_THRESHOLD, BatchedLoader, class_names, load_arrays, masks_from_images
 from mnistseg.device import autocast
 from mnistseg.distributed import DistributedContext, all_reduce_sum
 from mnistseg.figures import save_overlay_grid
@@ -97,7 +97,7 @@ def evaluate(
     for images, masks in batches:
         images, masks = images.to(device, non_blocking=True), masks.to(device, non_blocking=True)
         logits = predict_logits(model, images, precision, channels_last, tta)  # (B, C, H, W)
-        loss_and_pixels[0] += criterion(logits, masks).item()
+        loss_and_pixels[0] += criterion(logits, masks)  # stays on the device: no sync per batch
         loss_and_pixels[1] += masks.numel()
         confusion += confusion_matrix(logits.argmax(dim=1), masks, num_classes)
     if context is not None:
@@ -155,7 +155,7 @@ def evaluate_checkpoint(
     model, config = load_model(checkpoint)
     model.to(device)
     dataset = config.get("dataset", "mnist")
-    threshold = float(config.get("threshold", 0.2))
+    threshold = float(config.get("threshold", DEFAULT_THRESHOLD))
     names = class_names(dataset)
     images, labels = load_arrays(root, train=False, dataset=dataset)
     context = context or DistributedContext()

@@ -7,21 +7,21 @@ order, so "the 3s are red" holds in every figure of the package.
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
 # Figure objects, not pyplot: no global backend or figure state, works headless, and a
 # notebook's own inline backend is left alone.
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
-from torch import Tensor  # noqa: E402
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+from torch import Tensor
 
-from mnistseg.data import SegmentationMNIST, class_names, reference_train_transform  # noqa: E402
-from mnistseg.storage import atomic_write_bytes  # noqa: E402
+from mnistseg.data import SegmentationMNIST, class_names, reference_train_transform
+from mnistseg.storage import atomic_write_bytes
 
 TAB10 = (
     (0.122, 0.467, 0.706), (1.000, 0.498, 0.055), (0.173, 0.627, 0.173), (0.839, 0.153, 0.157),
@@ -58,9 +58,15 @@ def overlay_masks(images: Tensor, masks: Tensor, alpha: float = 0.65) -> np.ndar
     return blended.numpy()
 
 
-def legend_handles(names: Sequence[str]) -> list[Patch]:
-    """One coloured patch per foreground class (names[0] is the background)."""
-    return [Patch(color=CLASS_COLORS[index], label=name) for index, name in enumerate(names) if index > 0]
+def legend_handles(names: Sequence[str], class_ids: Iterable[int] | None = None) -> list[Patch]:
+    """One coloured patch per foreground class (names[0] is the background).
+
+    Args:
+        names: the class names, background first.
+        class_ids: only these classes (e.g. those present in a mask); default all foreground classes.
+    """
+    ids = range(1, len(names)) if class_ids is None else sorted(set(class_ids) - {0})
+    return [Patch(color=CLASS_COLORS[index], label=names[index]) for index in ids]
 
 
 def save_figure(figure: Figure, path: str | Path, dpi: int = 100) -> None:
@@ -150,9 +156,8 @@ def save_augmentation_figure(
         axis.set_yticks([])
     axes[0, 0].set_ylabel("image")
     axes[1, 0].set_ylabel("mask")
-    present = sorted({int(value) for _, labels in pairs for value in labels.unique() if value > 0})
-    handles = [Patch(color=CLASS_COLORS[index], label=names[index]) for index in present]
-    figure.legend(handles=handles, loc="lower center", frameon=False)
+    present = torch.cat([labels.unique() for _, labels in pairs]).tolist()
+    figure.legend(handles=legend_handles(names, present), loc="lower center", frameon=False)
     figure.suptitle("Random affine: image and mask move together")
     save_figure(figure, path)
 
@@ -199,8 +204,7 @@ def save_prediction_figure(ink: Tensor, mask: Tensor, path: str | Path, names: S
     axis = figure.subplots()
     axis.imshow(picture, interpolation="nearest")
     axis.axis("off")
-    present = sorted(int(value) for value in mask.unique() if value > 0)
-    handles = [Patch(color=CLASS_COLORS[index], label=names[index]) for index in present]
+    handles = legend_handles(names, mask.unique().tolist())
     if handles:
         figure.legend(handles=handles, loc="lower center", ncol=min(10, len(handles)), frameon=False)
     if title:

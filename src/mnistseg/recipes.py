@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-from mnistseg.data import NUM_CLASSES
+from mnistseg.data import DEFAULT_THRESHOLD, NUM_CLASSES
 from mnistseg.device import PRECISIONS
 from mnistseg.model import ModelConfig
 
@@ -66,7 +66,7 @@ class Recipe:
     ema_decay: float = 0.0
     tta: bool = False
     seed: int = 0
-    threshold: float = 0.2
+    threshold: float = DEFAULT_THRESHOLD
     dataset: str = "mnist"
     subset: int | None = None
 

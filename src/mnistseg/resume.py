@@ -23,7 +23,7 @@ from safetensors.torch import save as save_safetensors_bytes
 from torch import Tensor, nn
 
 from mnistseg.distributed import DistributedContext
-from mnistseg.storage import CheckpointError, atomic_write_bytes
+from mnistseg.storage import CheckpointError, atomic_write_bytes, cpu_state_dict
 
 STATE_FILE = "training_state.safetensors"
 STATE_VERSION = 1
@@ -82,12 +82,9 @@ def save_training_state(path: Path, parts: TrainingParts, progress: Progress, co
     generator_states = _gather_generator_states(parts.batches, context)
     if not context.is_main:
         return
-    tensors: dict[str, Tensor] = {}
-    for name, tensor in model.state_dict().items():
-        tensors[f"model.{name}"] = tensor.detach().cpu().contiguous()
+    tensors = cpu_state_dict(model, "model.")
     if ema_model is not None:
-        for name, tensor in ema_model.state_dict().items():
-            tensors[f"ema.{name}"] = tensor.detach().cpu().contiguous()
+        tensors.update(cpu_state_dict(ema_model, "ema."))
     optimizer_state = optimizer.state_dict()
     for index, slots in optimizer_state["state"].items():
         for slot, value in slots.items():

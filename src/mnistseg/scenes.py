@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from mnistseg.data import BatchedLoader
+from mnistseg.data import DEFAULT_THRESHOLD, BatchedLoader
 
 SCENE_SIZE = 64
 DIGITS_PER_SCENE = (1, 5)
@@ -36,7 +36,7 @@ def make_scenes(
     labels: Tensor,
     count: int,
     seed: int,
-    threshold: float = 0.2,
+    threshold: float = DEFAULT_THRESHOLD,
     size: int = SCENE_SIZE,
     digits_per_scene: tuple[int, int] = DIGITS_PER_SCENE,
     max_overlap: float = 0.15,
@@ -100,7 +100,7 @@ def scene_batches(
     count: int,
     scene_seed: int,
     batch_size: int,
-    threshold: float = 0.2,
+    threshold: float = DEFAULT_THRESHOLD,
     **loader: object,
 ) -> BatchedLoader:
     """A :class:`~mnistseg.data.BatchedLoader` over ``count`` new scenes made from these digits.

@@ -42,9 +42,11 @@ from urllib.parse import urlsplit
 import numpy as np
 from torch import nn
 
+from mnistseg.data import class_names
+from mnistseg.device import resolve_device
 from mnistseg.figures import CLASS_COLORS
 from mnistseg.predict import ImageInputError, ImageTooLargeError, decode_image, describe_mask, segment
-from mnistseg.storage import CONFIG_FILE, WEIGHTS_FILE, CheckpointError
+from mnistseg.storage import CONFIG_FILE, WEIGHTS_FILE, CheckpointError, load_model
 
 MAX_BODY_BYTES = 2_000_000  # a 560x280 drawing is a few kB as PNG
 MAX_IMAGE_PIXELS = 2_000_000  # about 1400x1400
@@ -276,10 +278,6 @@ def load_segmenter(checkpoint: Path | None, engine: str = "torch", device: str =
         engine: "torch", or "onnx" for ONNX Runtime on ``<checkpoint>/model.onnx``.
         device: where PyTorch runs ("auto", "cpu", "cuda", ...); ONNX Runtime runs on the CPU.
     """
-    from mnistseg.data import class_names
-    from mnistseg.device import resolve_device
-    from mnistseg.storage import load_model
-
     if engine not in ("torch", "onnx"):
         raise ValueError(f"engine must be 'torch' or 'onnx', got {engine!r}")
     folder = checkpoint if checkpoint is not None else latest_checkpoint()

@@ -66,8 +66,12 @@ def save_weights(path: str | Path, model: torch.nn.Module) -> None:
     Tensors are made contiguous on the CPU first: safetensors stores plain row-major
     buffers, and ``channels_last`` weights are not.
     """
-    state = {name: tensor.detach().to("cpu").contiguous() for name, tensor in model.state_dict().items()}
-    atomic_write_bytes(path, save_safetensors_bytes(state))
+    atomic_write_bytes(path, save_safetensors_bytes(cpu_state_dict(model)))
+
+
+def cpu_state_dict(module: torch.nn.Module, prefix: str = "") -> dict[str, torch.Tensor]:
+    """A module's ``state_dict`` as contiguous CPU tensors (what safetensors stores), names prefixed."""
+    return {prefix + name: tensor.detach().cpu().contiguous() for name, tensor in module.state_dict().items()}
 
 
 def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
