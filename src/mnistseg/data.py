@@ -18,17 +18,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from mnistseg.augment import AFFINE_RANGES, AffineRanges, augment_batch
+from mnistseg.augment import AFFINE_RANGES, AffineRanges, RandomAffine, augment_batch
 from mnistseg.prepare import verify_raw_files
-
-if TYPE_CHECKING:
-    from torchvision.transforms import v2
 
 # torchvision is imported inside the functions that use it: importing it takes about 2 s
 # on a laptop CPU (it loads torch._dynamo), and `mnistseg predict`, `mnistseg serve` and a
@@ -102,22 +99,14 @@ def split_indices(num_images: int, seed: int) -> tuple[Tensor, Tensor]:
     return order[:num_train], order[num_train:]
 
 
-def reference_train_transform(ranges: AffineRanges = AFFINE_RANGES, size: int = 28) -> v2.Transform:
-    """The reference augmentation as a torchvision v2 transform of (image, mask).
+def reference_train_transform(ranges: AffineRanges = AFFINE_RANGES) -> RandomAffine:
+    """The article's augmentation as a transform of ``(image, mask)`` for :class:`SegmentationMNIST`.
 
-    ``v2.RandomAffine`` applies one random affine to every input it is given; it warps
-    the image bilinearly and a ``tv_tensors.Mask`` with nearest-neighbour interpolation,
-    so class ids stay whole numbers.
+    The random affine of Albumentations' ``Affine`` as the article configured it (independent
+    x/y scale, x- and y-shear, whole-pixel shifts; :mod:`mnistseg.augment`): the image
+    warped bilinearly, the mask by nearest neighbour, so class ids stay whole numbers.
     """
-    from torchvision.transforms import v2
-
-    return v2.RandomAffine(
-        degrees=ranges.degrees,
-        translate=(ranges.translate_px / size, ranges.translate_px / size),
-        scale=ranges.scale,
-        shear=(-ranges.shear_degrees, ranges.shear_degrees),
-        interpolation=v2.InterpolationMode.BILINEAR,
-    )
+    return RandomAffine(ranges)
 
 
 def _is_albumentations(transform: object) -> bool:
