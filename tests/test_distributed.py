@@ -54,7 +54,10 @@ def test_training_shards_are_disjoint_equal_and_reshuffled() -> None:
     assert shards[0][0] != shards[0][1]  # a new order each epoch
 
 
-def test_two_processes_train_and_count_exactly_like_one(data_root: Path, tmp_path: Path) -> None:
+def test_two_processes_train_and_their_evaluation_counts_equal_one_process(data_root: Path, tmp_path: Path) -> None:
+    # Training itself cannot equal one process's: each rank's BatchNorm sees half the batch.
+    # What must hold: one run, written once; validation and test counts summed over the shards
+    # equal those of a single process, every pixel counted once.
     out = tmp_path / "run"
     result = torchrun("train", "--root", data_root, "--out", out, "--subset", 600, "--epochs", 1, "--device", "cpu")
     assert result.returncode == 0, result.stderr[-2000:]

@@ -30,7 +30,22 @@ def test_tta_of_a_shift_invariant_model_changes_nothing_inside() -> None:
         plain = predict_logits(model, images)
         averaged = predict_logits(model, images, tta=True)
     torch.testing.assert_close(averaged[..., 1:-1, 1:-1], plain[..., 1:-1, 1:-1])
-    assert len(TTA_SHIFTS) == 5 and (0, 0) in TTA_SHIFTS
+
+
+def test_tta_averages_the_five_shifted_passes_by_hand() -> None:
+    # With the identity as the "model", a pass shifts the image, then its logits back: a pixel
+    # survives unless the shift pushed it off the image. The image and its 4 one-pixel shifts
+    # each lose one edge row or column, so on an image of ones the average is 1 inside, 4/5 on
+    # an edge (one of the five passes lost it) and 3/5 in a corner (two passes lost it).
+    averaged = predict_logits(torch.nn.Identity(), torch.ones(1, 1, 4, 5), tta=True)[0, 0]
+    expected = torch.tensor([
+        [3, 4, 4, 4, 3],
+        [4, 5, 5, 5, 4],
+        [4, 5, 5, 5, 4],
+        [3, 4, 4, 4, 3],
+    ]) / 5  # fmt: skip
+    torch.testing.assert_close(averaged, expected)
+    assert len(TTA_SHIFTS) == 5
 
 
 def test_evaluate_sums_batches_like_one_big_count() -> None:

@@ -56,6 +56,18 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     return torch.autocast(device.type, dtype=dtype)
 
 
+def set_float32_precision(device: torch.device, precision: str) -> None:
+    """Make ``fp32`` mean IEEE float32 on a GPU, as the reference trained.
+
+    cuDNN runs float32 convolutions in TF32 (10-bit mantissa) by default on Ampere and
+    newer GPUs; a recipe that asks for ``fp32`` turns that off for this process. Under
+    ``bf16``/``fp16`` autocast, or on a CPU, nothing changes.
+    """
+    if device.type == "cuda" and precision == "fp32":
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+
+
 def describe_hardware() -> dict[str, object]:
     """The CPU model, core count and GPU name (None without one), for benchmark records."""
     cpu = platform.processor() or platform.machine()

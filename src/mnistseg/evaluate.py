@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mnistseg.data import DEFAULT_THRESHOLD, BatchedLoader, class_names, load_arrays, masks_from_images
-from mnistseg.device import autocast
+from mnistseg.device import autocast, set_float32_precision
 from mnistseg.distributed import DistributedContext, all_reduce_sum
 from mnistseg.figures import save_overlay_grid
 from mnistseg.metrics import confusion_matrix, summarize
@@ -165,6 +165,7 @@ def evaluate_checkpoint(
     else:
         batches = BatchedLoader(images, labels, batch_size, threshold=threshold, **shard)
     precision = "fp32"  # the published numbers come from full precision: no autocast here
+    set_float32_precision(device, precision)
     if tta is None:
         tta = bool(config.get("recipe", {}).get("tta", False))
     loss, confusion = evaluate(model, batches, len(names), device, precision, tta=tta, context=context)

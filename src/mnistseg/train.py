@@ -34,7 +34,7 @@ from mnistseg.data import (
     reference_train_transform,
     split_indices,
 )
-from mnistseg.device import autocast
+from mnistseg.device import autocast, set_float32_precision
 from mnistseg.distributed import DistributedContext, all_reduce_sum, barrier, per_rank_batch_size
 from mnistseg.evaluate import EVAL_BATCH_SIZE, evaluate, predict_logits
 from mnistseg.figures import save_learning_curve, save_overlay_grid
@@ -254,6 +254,7 @@ def fit(
     if context.is_main:
         out.mkdir(parents=True, exist_ok=True)
     names = class_names(recipe.dataset)
+    set_float32_precision(device, recipe.precision)
     torch.manual_seed(recipe.seed)  # the initial weights: the same on every rank
     model = SimpleUNet.from_config(recipe.model).to(device)
     if recipe.channels_last:

@@ -46,10 +46,18 @@ for seed in range(8):
     transforms.random = recorder
     params = affine.get_params_dependent_on_targets({"image": np.zeros((28, 28), np.float32)})
     translate_x, translate_y, shear_x, shear_y, scale_x, scale_y, rotate = recorder.draws  # the order drawn
-    cases.append({
-        "scale_x": scale_x, "scale_y": scale_y, "rotate": rotate, "shear_x": shear_x, "shear_y": shear_y,
-        "translate_x": translate_x, "translate_y": translate_y, "matrix": params["matrix"].params.tolist(),
-    })
+    cases.append(
+        {
+            "scale_x": scale_x,
+            "scale_y": scale_y,
+            "rotate": rotate,
+            "shear_x": shear_x,
+            "shear_y": shear_y,
+            "translate_x": translate_x,
+            "translate_y": translate_y,
+            "matrix": params["matrix"].params.tolist(),
+        }
+    )
 out = Path(__file__).with_suffix(".json")
 out.write_text(json.dumps({"albumentations": A.__version__, "image_size": [28, 28], "cases": cases}, indent=1) + "\n")
 print(f"wrote {out}")
