@@ -6,6 +6,8 @@
 #      test set scored once: benchmarks/results/reproduce_reference_cuda.json.
 #   2. The fast and best presets, 3 seeds each, whole-process wall times and test IoU:
 #      benchmarks/results/time_to_quality_cuda.json.
+#   3. The reference's first 2 epochs for seeds 1 and 2, to see how much epochs 1-2 vary:
+#      benchmarks/results/reproduce_reference_cuda_seedN.json.
 #
 # Run from the repository root with MNIST prepared under data/ and PyTorch installed:
 #   bash benchmarks/gpu.sh                # results into benchmarks/results/
@@ -29,4 +31,10 @@ timeout "${REFERENCE_LIMIT:-330}" "$PYTHON" benchmarks/reproduce_reference.py --
 # shellcheck disable=SC2086
 timeout "${PRESETS_LIMIT:-240}" "$PYTHON" benchmarks/time_to_quality.py --root data --device "$DEVICE" \
     --skip-reference --seeds "$SEEDS" --json "$RESULTS/time_to_quality_cuda.json" --train-args $SMOKE || status=1
+for seed in 1 2; do
+    # shellcheck disable=SC2086
+    timeout "${SEEDS_LIMIT:-45}" "$PYTHON" benchmarks/reproduce_reference.py --root data --epochs 2 \
+        --device "$DEVICE" --json "$RESULTS/reproduce_reference_cuda_seed$seed.json" \
+        --train-args --loader batched --mask-mode warp --seed "$seed" $SMOKE || status=1
+done
 exit $status
