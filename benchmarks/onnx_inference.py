@@ -22,10 +22,11 @@ from pathlib import Path
 
 import torch
 
+from mnistseg.checkpoint import load_model
 from mnistseg.data import load_arrays
 from mnistseg.device import autocast
-from mnistseg.export import OnnxModel, export_onnx
-from mnistseg.storage import load_model
+from mnistseg.export import export_onnx
+from mnistseg.inference import OnnxModel
 from record import write_record
 
 CPU = torch.device("cpu")

@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from mnistseg.checkpoint import versions
 from mnistseg.device import describe_hardware
-from mnistseg.storage import atomic_write_json
-from mnistseg.train import versions
+from mnistseg.files import atomic_write_json
 
 
 def write_record(path: Path, **results: Any) -> None:

@@ -49,6 +49,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from mnistseg.checkpoint import load_model, versions
 from mnistseg.data import BatchedLoader, class_names, load_arrays
 from mnistseg.device import autocast, describe_hardware
 from mnistseg.evaluate import evaluate, evaluate_checkpoint
@@ -56,8 +57,7 @@ from mnistseg.metrics import summarize
 from mnistseg.model import ModelConfig, SimpleUNet
 from mnistseg.recipes import Recipe, get_preset
 from mnistseg.resume import STATE_FILE, load_training_state
-from mnistseg.storage import load_model
-from mnistseg.train import make_batches, train_one_epoch, versions
+from mnistseg.train import make_batches, train_one_epoch
 from record import write_record
 
 CPU = torch.device("cpu")

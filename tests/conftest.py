@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mnistseg.prepare import prepare
+from mnistseg.datasets import get_dataset
 
 # Albumentations (optional, tested when installed) asks the network for updates on import.
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
@@ -19,7 +19,7 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A data root with MNIST prepared from the packaged copy (about 5 s)."""
     root = tmp_path_factory.mktemp("data")
-    prepare(root, "mnist")
+    get_dataset("mnist").prepare(root)
     return root
 
 

@@ -156,7 +156,7 @@ def test_a_full_disk_is_one_line_and_leaves_no_torn_file(paths: Paths, tmp_path:
         assert len(lines) == 1 and "No space left on device" in lines[0], result.stderr
         assert not list(tiny.rglob("*.tmp")), "a temporary file was left on the full disk"
         for path in (tiny / "run").rglob("*.safetensors"):  # whatever exists is whole
-            from mnistseg.storage import load_weights
+            from mnistseg.checkpoint import load_weights
 
             load_weights(path)
     finally:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mnistseg.evaluate import TTA_SHIFTS, evaluate, format_table, predict_logits, shift_images
+from mnistseg.evaluate import evaluate, format_table
+from mnistseg.inference import TTA_SHIFTS, predict_logits, shift_images
 from mnistseg.metrics import confusion_matrix, summarize
 from mnistseg.model import SimpleUNet
 

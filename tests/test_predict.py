@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import subprocess
@@ -14,10 +15,10 @@ import torch
 from PIL import Image
 
 import mnistseg
+from mnistseg.checkpoint import load_model
 from mnistseg.data import class_names, load_arrays
 from mnistseg.predict import ImageInputError, describe_mask, predict, prepare_image, to_grayscale
 from mnistseg.scenes import make_scenes
-from mnistseg.storage import load_model
 
 NAMES = class_names()
 
@@ -135,7 +136,10 @@ def test_the_cli_reports_bad_files_and_still_processes_the_good_ones(
         "predict", good, not_image, truncated, huge, tmp_path, "--checkpoint", trained_checkpoint, "--out", out
     )
     assert result.returncode == 1
-    assert result.stdout.strip() == f"{good}: {labels[0].item()} {labels[1].item()}"
+    assert result.stdout.splitlines() == [
+        f"model: {trained_checkpoint} (PyTorch, cpu)",
+        f"{good}: {labels[0].item()} {labels[1].item()}",
+    ]
     errors = result.stderr.strip().splitlines()
     assert len(errors) == 4 and "Traceback" not in result.stderr
     for name, reason in (
@@ -159,7 +163,8 @@ def test_onnx_export_matches_pytorch_and_serves_predict(
     trained_checkpoint: Path, digits: tuple[torch.Tensor, torch.Tensor], tmp_path: Path
 ) -> None:
     pytest.importorskip("onnxruntime")
-    from mnistseg.export import OnnxModel, export_onnx
+    from mnistseg.export import export_onnx
+    from mnistseg.inference import OnnxModel
 
     path = export_onnx(trained_checkpoint, tmp_path / "model.onnx")
     model, _ = load_model(trained_checkpoint)
@@ -188,4 +193,48 @@ def test_the_readme_examples(trained_checkpoint: Path, tmp_path: Path) -> None:
         "predict", examples / "page.png", examples / "photo.jpg", "--checkpoint", trained_checkpoint, "--out", tmp_path
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == [f"{examples / 'page.png'}: 6 6 1 7 3 8 0", f"{examples / 'photo.jpg'}: 9"]
+    assert result.stdout.splitlines()[1:] == [f"{examples / 'page.png'}: 6 6 1 7 3 8 0", f"{examples / 'photo.jpg'}: 9"]
+
+
+def test_one_inference_path_for_predict_serve_and_evaluate_with_test_time_shifts(
+    trained_checkpoint: Path, data_root: Path, digits: tuple[torch.Tensor, torch.Tensor], tmp_path: Path
+) -> None:
+    from mnistseg.evaluate import evaluate_checkpoint
+    from mnistseg.inference import load_for_inference
+    from mnistseg.serve import load_segmenter
+
+    # A checkpoint whose recipe asks for test-time shift averaging, as the `best` preset's does.
+    folder = tmp_path / "with-tta"
+    folder.mkdir()
+    for name in ("model.safetensors", "config.json"):
+        (folder / name).write_bytes((trained_checkpoint / name).read_bytes())
+    config = json.loads((folder / "config.json").read_text())
+    config["recipe"]["tta"] = True
+    (folder / "config.json").write_text(json.dumps(config))
+
+    images, labels = digits
+    page = page_of(images, [3, 4, 5])
+    Image.fromarray(page).save(tmp_path / "page.png")
+    model = load_for_inference(folder)
+    assert model.tta and load_for_inference(folder, tta=False).tta is False
+    expected = predict(page, model).numpy()
+    assert not np.array_equal(expected, predict(page, load_for_inference(folder, tta=False)).numpy())
+
+    result = run_cli("predict", tmp_path / "page.png", "--checkpoint", folder, "--out", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    assert "test-time shifts" in result.stdout.splitlines()[0]
+    summary = json.loads((tmp_path / "out" / "page.json").read_text())
+    assert summary["tta"] is True
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / "page_mask.png")), expected)
+
+    segmenter = load_segmenter(folder)
+    buffer = io.BytesIO()
+    Image.fromarray(page).save(buffer, format="PNG")
+    answer = segmenter.segment_image(buffer.getvalue())
+    assert answer["tta"] is True and segmenter.info()["tta"] is True
+    served = np.frombuffer(base64.b64decode(answer["mask"]), dtype=np.uint8).reshape(page.shape[:2])
+    assert np.array_equal(served, expected)
+
+    test = evaluate_checkpoint(folder, data_root, torch.device("cpu"), json_path=tmp_path / "test.json",
+                               figure_path=tmp_path / "test.png")  # fmt: skip
+    assert test["tta"] is True and json.loads((tmp_path / "test.json").read_text())["tta"] is True

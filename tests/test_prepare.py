@@ -7,6 +7,8 @@ import io
 import os
 import pickle
 import shutil
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -14,14 +16,15 @@ import pytest
 import torch
 import torchvision
 
+from mnistseg.datasets import get_dataset
 from mnistseg.prepare import (
+    FASHION_MNIST,
     FASHION_MNIST_DEBIAN_DIR,
+    MNIST,
     DataError,
     _NumpyOnlyUnpickler,
+    debian_fashion_mnist_contents,
     encode_idx_labels,
-    prepare,
-    prepare_fashion_mnist,
-    verify_raw_files,
 )
 
 # The published SHA-256 of torchvision's MNIST files (DEVELOPERS.md), written out again
@@ -55,7 +58,7 @@ def test_torchvision_reads_the_root_with_the_right_label_counts(data_root: Path)
 def test_prepare_is_idempotent_and_keeps_a_correct_root(data_root: Path) -> None:
     path = data_root / "MNIST" / "raw" / "train-images-idx3-ubyte"
     before = path.stat().st_mtime_ns
-    prepare(data_root)
+    get_dataset("mnist").prepare(data_root)
     assert path.stat().st_mtime_ns == before
 
 
@@ -73,9 +76,9 @@ def test_a_damaged_file_is_reported_by_name_and_left_alone(data_root: Path, tmp_
         victim.unlink()
     snapshot = victim.read_bytes() if victim.exists() else None
     with pytest.raises(DataError, match="t10k-labels-idx1-ubyte"):
-        prepare(tmp_path)
+        MNIST.prepare(tmp_path)
     with pytest.raises(DataError, match="t10k-labels-idx1-ubyte"):
-        verify_raw_files(tmp_path)
+        MNIST.verify(tmp_path)
     assert (victim.read_bytes() if victim.exists() else None) == snapshot  # never "repaired" behind the user's back
 
 
@@ -99,11 +102,13 @@ def test_the_unpickler_loads_arrays_and_refuses_anything_else() -> None:
 
 def test_fashion_mnist_without_its_package_names_the_package(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="dataset-fashion-mnist"):
-        prepare_fashion_mnist(tmp_path / "root", source_dir=tmp_path / "nowhere")
+        replace(FASHION_MNIST, offline_source=partial(debian_fashion_mnist_contents, tmp_path / "nowhere")).prepare(
+            tmp_path / "root"
+        )
 
 
 @pytest.mark.skipif(not FASHION_MNIST_DEBIAN_DIR.is_dir(), reason="Debian's dataset-fashion-mnist is not installed")
 def test_fashion_mnist_from_debian_is_read_by_torchvision(tmp_path: Path) -> None:
-    prepare(tmp_path, "fashion-mnist")
+    get_dataset("fashion-mnist").prepare(tmp_path)
     test = torchvision.datasets.FashionMNIST(str(tmp_path), train=False)
     assert torch.bincount(test.targets).tolist() == [1000] * 10  # Fashion-MNIST is balanced

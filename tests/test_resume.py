@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import signal
 import subprocess
 import sys
@@ -11,15 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from mnistseg.storage import load_weights
+from mnistseg.checkpoint import load_weights
 
 
 def mnistseg_command(*args: str | Path) -> list[str]:
     return [sys.executable, "-m", "mnistseg", *map(str, args)]
 
 
-def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(mnistseg_command(*args), capture_output=True, text=True, timeout=600)
+def run(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(mnistseg_command(*args), capture_output=True, text=True, timeout=600, cwd=cwd)
 
 
 def rows_without_timing(path: Path) -> list[dict[str, str]]:
@@ -92,6 +93,19 @@ def test_resuming_a_finished_run_trains_nothing(finished: Path, data_root: Path)
     assert result.returncode == 0, result.stderr
     assert "already finished" in result.stdout
     assert snapshot(finished) == before
+
+
+def test_resume_from_another_folder_reads_the_runs_own_data_root(
+    finished: Path, data_root: Path, tmp_path: Path
+) -> None:
+    # No --root, and the working folder has no data/: the run's record says where its data are.
+    assert json.loads((finished / "config.json").read_text())["data_root"] == str(data_root.resolve())
+    result = run("train", "--resume", finished.resolve(), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "already finished" in result.stdout
+    # A --root given wins, and is checked: an empty one is refused by name.
+    empty = run("train", "--resume", finished.resolve(), "--root", tmp_path / "nothing", cwd=tmp_path)
+    assert empty.returncode == 1 and "train-images-idx3-ubyte is missing" in empty.stderr, empty.stderr
 
 
 def test_a_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(finished: Path, data_root: Path) -> None:

@@ -26,12 +26,12 @@ import pytest
 import torch
 from PIL import Image
 
+from mnistseg.checkpoint import CheckpointError, load_model
 from mnistseg.data import load_arrays
+from mnistseg.datasets import CLASS_COLORS
 from mnistseg.export import export_onnx
-from mnistseg.figures import CLASS_COLORS
 from mnistseg.predict import predict
 from mnistseg.serve import MAX_BODY_BYTES, latest_checkpoint
-from mnistseg.storage import CheckpointError, load_model
 
 CANVAS = (560, 280)  # the page's canvas, width x height
 ARTIFACTS = Path(__file__).parent / "artifacts"

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from mnistseg.checkpoint import load_weights
 from mnistseg.data import load_arrays, masks_from_images, split_indices
 from mnistseg.device import resolve_device
 from mnistseg.recipes import get_preset
 from mnistseg.resume import STATE_FILE, load_training_state
-from mnistseg.storage import load_weights
 from mnistseg.train import fit
 
 CPU = resolve_device("cpu")
@@ -45,15 +45,15 @@ def test_presets_and_overrides() -> None:
 def test_the_per_item_dataset_loader_trains_too(data_root: Path, tmp_path: Path, num_workers: int) -> None:
     # Two epochs, so that with 2 workers the persistent workers serve a second epoch.
     recipe = get_preset("reference", subset=120, epochs=2, base_width=4, num_workers=num_workers)
-    config = fit(recipe, data_root, tmp_path / "a", CPU, log=quiet)
+    record = fit(recipe, data_root, tmp_path / "a", CPU, log=quiet)
     # Validation saw exactly the 20 held-out images of the 5:1 split: their foreground pixels, once.
     images, labels = load_arrays(data_root, train=True)
     _, val_index = split_indices(120, seed=recipe.seed)
     val_masks = masks_from_images(images[val_index].float() / 255, labels[val_index])
     assert len(val_index) == 20
-    for epoch in ("best", "last"):
-        assert config[epoch]["val"]["tp"] + config[epoch]["val"]["fn"] == int((val_masks > 0).sum())
-    assert config["last"]["epoch"] == 2
+    for epoch in (record.best, record.last):
+        assert epoch["val"]["tp"] + epoch["val"]["fn"] == int((val_masks > 0).sum())
+    assert record.last["epoch"] == 2
     # The workers' augmentation is seeded from the run's seed: the same run twice, the same weights.
     fit(recipe, data_root, tmp_path / "b", CPU, log=quiet)
     first, second = (load_weights(tmp_path / name / "last.safetensors") for name in "ab")
@@ -67,7 +67,7 @@ def test_training_is_reproducible_and_ema_saves_the_average(data_root: Path, tmp
     fit(replace(recipe, ema_decay=0.9), data_root, tmp_path / "c", CPU, log=quiet)
     weights = {name: load_weights(tmp_path / name / "last.safetensors") for name in "abc"}
     assert all(weights["a"][key].equal(weights["b"][key]) for key in weights["a"])
-    assert first["last"]["val"] == second["last"]["val"]
+    assert first.last["val"] == second.last["val"]
     # With a moving average, the saved weights are the average's, not the trained network's.
     state, _ = load_training_state(tmp_path / "c" / STATE_FILE)
     saved = weights["c"]

@@ -68,8 +68,14 @@ def port_number(text: str) -> int:
     return value
 
 
-def add_root(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--root", type=Path, default=Path("data"), help="data root folder (default: ./data)")
+DEFAULT_ROOT = Path("data")
+
+
+def add_root(parser: argparse.ArgumentParser, resumable: bool = False) -> None:
+    if resumable:  # None until resolved: a resumed run reads from its own data root unless told otherwise
+        parser.add_argument("--root", type=Path, help="data root folder (default: ./data; --resume: the run's own)")
+    else:
+        parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="data root folder (default: ./data)")
 
 
 def add_device(parser: argparse.ArgumentParser) -> None:
@@ -80,6 +86,7 @@ def add_device(parser: argparse.ArgumentParser) -> None:
 
 def get_args_parser() -> argparse.ArgumentParser:
     """The parser of every subcommand, reusable by tests and scripts."""
+    from mnistseg.datasets import DATASETS, preparable_names
     from mnistseg.recipes import DEFAULT_PRESET, presets
 
     parser = OneLineArgumentParser(prog="mnistseg", description="Semantic segmentation on MNIST.")
@@ -88,16 +95,14 @@ def get_args_parser() -> argparse.ArgumentParser:
 
     data = commands.add_parser("data", help="put MNIST or Fashion-MNIST under --root (offline)")
     add_root(data)
-    data.add_argument(
-        "--dataset", choices=("mnist", "fashion-mnist"), default="mnist", help="which data set (default: mnist)"
-    )
+    data.add_argument("--dataset", choices=preparable_names(), default="mnist", help="which data set (default: mnist)")
     data.add_argument(
         "--download", action="store_true", help="fall back to torchvision's download if no offline copy (default: off)"
     )
 
     default = presets()[DEFAULT_PRESET]
     train = commands.add_parser("train", help="train the U-Net and write a checkpoint folder")
-    add_root(train)
+    add_root(train, resumable=True)
     add_device(train)
     train.add_argument(
         "--preset",
@@ -130,7 +135,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         ("ema_decay", {"type": float}, "moving average of the weights, 0 for off"),
         ("tta", {"action": switch}, "evaluate the test set with test-time shift averaging"),
         ("threshold", {"type": float}, "intensity over which a pixel is foreground"),
-        ("dataset", {"choices": ("mnist", "fashion-mnist", "scenes")}, "data set (scenes: several digits a canvas)"),
+        ("dataset", {"choices": tuple(DATASETS)}, "data set (scenes: several digits a canvas)"),
     )
     for name, options, text in recipe_flags:
         flag = "--" + name.replace("_", "-")
@@ -163,6 +168,10 @@ def get_args_parser() -> argparse.ArgumentParser:
         "--engine", choices=("torch", "onnx"), default="torch",
         help="run with PyTorch, or with ONNX Runtime on <checkpoint>/model.onnx (default: torch)",
     )  # fmt: skip
+    predict.add_argument(
+        "--tta", action=argparse.BooleanOptionalAction,
+        help="average over one-pixel shifts; --no-tta turns it off (default: as the checkpoint's recipe)",
+    )  # fmt: skip
 
     export = commands.add_parser("export", help="write a checkpoint as an ONNX model")
     export.add_argument("--checkpoint", type=Path, required=True, help="folder written by `mnistseg train`")
@@ -172,9 +181,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     figures = commands.add_parser("figures", help="draw the data-set overlay and augmentation figures")
     add_root(figures)
     figures.add_argument("--out", type=Path, default=Path("runs/figures"), help="output folder (default: runs/figures)")
-    figures.add_argument(
-        "--dataset", choices=("mnist", "fashion-mnist"), default="mnist", help="data set (default: mnist)"
-    )
+    figures.add_argument("--dataset", choices=preparable_names(), default="mnist", help="data set (default: mnist)")
     figures.add_argument("--seed", type=int, default=0, help="seed of the augmentation draws (default: 0)")
 
     serve = commands.add_parser("serve", help="a local web page: draw digits, watch them segment live")
@@ -190,33 +197,34 @@ def get_args_parser() -> argparse.ArgumentParser:
         help="run with PyTorch, or with ONNX Runtime on <checkpoint>/model.onnx (default: torch)",
     )  # fmt: skip
     serve.add_argument("--device", default="cpu", help="where PyTorch runs: cpu, cuda, ... or auto (default: cpu)")
+    serve.add_argument(
+        "--tta", action=argparse.BooleanOptionalAction,
+        help="average over one-pixel shifts; --no-tta turns it off (default: as the checkpoint's recipe)",
+    )  # fmt: skip
     return parser
 
 
 def run_data(args: argparse.Namespace) -> None:
-    from mnistseg.prepare import prepare
+    from mnistseg.datasets import get_dataset
 
-    folder = prepare(args.root, args.dataset, download=args.download)
+    folder = get_dataset(args.dataset).prepare(args.root, download=args.download)
     print(f"{args.dataset} ready in {folder} (4 files, SHA-256 verified)")
 
 
-def resumed_recipe(args: argparse.Namespace, overrides: dict[str, object]) -> Recipe:
-    """The recipe stored in ``--resume DIR``, with the flags given; ``fit`` refuses any change."""
-    from mnistseg.recipes import Recipe
-    from mnistseg.storage import CheckpointError, read_checkpoint_config
+def resumed_run(args: argparse.Namespace, overrides: dict[str, object]) -> tuple[Recipe, Path]:
+    """The recipe and data root of the run in ``--resume DIR``: a ``--root`` given wins (and is checked
+    against the data set's checksums when read); ``fit`` refuses any change to the recipe."""
+    from mnistseg.checkpoint import CheckpointError, read_record
 
     if args.out is not None and args.out != args.resume:
         raise ValueError("--resume continues in its own folder; drop --out")
-    stored = read_checkpoint_config(args.resume).get("recipe", {})
-    try:
-        recipe = Recipe(**stored)
-    except (TypeError, ValueError) as error:
-        raise CheckpointError(f"{args.resume}/config.json has an invalid recipe ({error})") from None
-    if args.preset is not None and args.preset != recipe.name:
+    record = read_record(args.resume)
+    if args.preset is not None and args.preset != record.recipe.name:
         raise CheckpointError(
-            f"cannot resume {args.resume}: it was trained with preset {recipe.name!r}, not {args.preset!r}"
+            f"cannot resume {args.resume}: it was trained with preset {record.recipe.name!r}, not {args.preset!r}"
         )
-    return replace(recipe, **overrides)
+    root = args.root or (Path(record.data_root) if record.data_root else DEFAULT_ROOT)
+    return replace(record.recipe, **overrides), root
 
 
 def run_train(args: argparse.Namespace) -> None:
@@ -227,22 +235,23 @@ def run_train(args: argparse.Namespace) -> None:
 
     overrides = {name: getattr(args, name) for name in args.recipe_fields if getattr(args, name) is not None}
     if args.resume is not None:
-        recipe = resumed_recipe(args, overrides)
+        recipe, root = resumed_run(args, overrides)
         out = args.resume
     else:
         preset = args.preset or DEFAULT_PRESET
-        recipe = get_preset(preset, **overrides)
+        recipe, root = get_preset(preset, **overrides), args.root or DEFAULT_ROOT
         out = args.out or Path("runs") / preset
     if args.deterministic:
         use_deterministic_algorithms()
     context, device = setup(args.device)
     try:
-        config = fit(recipe, args.root, out, device, context=context, resume=args.resume is not None)
+        record = fit(recipe, root, out, device, context=context, resume=args.resume is not None)
     finally:
         teardown(context)
-    if context.is_main:
-        best = config["best"]
-        print(f"best validation IoU {best['val']['iou']:.4f} at epoch {best['epoch']}; checkpoint in {out}")
+    if context.is_main and record.best is not None:
+        print(
+            f"best validation IoU {record.best['val']['iou']:.4f} at epoch {record.best['epoch']}; checkpoint in {out}"
+        )
 
 
 def run_evaluate(args: argparse.Namespace) -> None:
@@ -268,16 +277,12 @@ def run_evaluate(args: argparse.Namespace) -> None:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from mnistseg.data import class_names
+    from mnistseg.inference import load_for_inference
     from mnistseg.predict import ImageInputError, predict_file
-    from mnistseg.storage import load_model
 
-    model, config = load_model(args.checkpoint)
-    if args.engine == "onnx":
-        from mnistseg.export import OnnxModel
-
-        model = OnnxModel(args.checkpoint / "model.onnx")
-    names = class_names(config.get("dataset", "mnist"))
+    model = load_for_inference(args.checkpoint, args.engine, "cpu", tta=args.tta)
+    names = model.record.class_names
+    print(f"model: {model.describe()}")
     failures = 0
     for path in args.images:
         try:
@@ -307,7 +312,7 @@ def run_figures(args: argparse.Namespace) -> None:
 def run_serve(args: argparse.Namespace) -> None:
     from mnistseg.serve import SegmentationServer, load_segmenter
 
-    segmenter = load_segmenter(args.checkpoint, args.engine, args.device)
+    segmenter = load_segmenter(args.checkpoint, args.engine, args.device, args.tta)
     try:
         server = SegmentationServer((args.host, args.port), segmenter)
     except OSError as error:  # port taken, no such address, ...
@@ -347,8 +352,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
 
+    from mnistseg.checkpoint import CheckpointError
     from mnistseg.prepare import DataError
-    from mnistseg.storage import CheckpointError
     from mnistseg.train import NonFiniteLossError
 
     try:

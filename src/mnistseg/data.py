@@ -25,24 +25,19 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from mnistseg.augment import AFFINE_RANGES, AffineRanges, RandomAffine, augment_batch
-from mnistseg.prepare import verify_raw_files
+from mnistseg.datasets import DEFAULT_THRESHOLD, get_dataset
+from mnistseg.scenes import SCENES_PER_DIGIT, TEST_SCENE_SEED, TEST_SCENES, make_scenes
 
 # torchvision is imported inside the functions that use it: importing it takes about 2 s
 # on a laptop CPU (it loads torch._dynamo), and `mnistseg predict`, `mnistseg serve` and a
 # mistyped command line need none of it.
 
-NUM_CLASSES = 11
-DEFAULT_THRESHOLD = 0.2
-MNIST_CLASS_NAMES = ("background",) + tuple(str(digit) for digit in range(10))
-FASHION_CLASS_NAMES = (
-    "background", "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-)  # fmt: skip
+SPLITS = ("train", "val", "test")
 
 
 def class_names(dataset: str = "mnist") -> tuple[str, ...]:
-    """The 11 class names, background first, for "mnist" or "fashion-mnist"."""
-    return FASHION_CLASS_NAMES if dataset == "fashion-mnist" else MNIST_CLASS_NAMES
+    """The 11 class names of a data set in :data:`mnistseg.datasets.DATASETS`, background first."""
+    return get_dataset(dataset).class_names
 
 
 def masks_from_images(images: Tensor, labels: Tensor, threshold: float = DEFAULT_THRESHOLD) -> Tensor:
@@ -67,23 +62,17 @@ def masks_from_images(images: Tensor, labels: Tensor, threshold: float = DEFAULT
 
 
 def load_arrays(root: str | Path, train: bool = True, dataset: str = "mnist") -> tuple[Tensor, Tensor]:
-    """Load a whole split as tensors, after checking the raw files' SHA-256.
+    """Load a whole split of a data set's raw images as tensors, after checking their SHA-256.
 
     Args:
         root: data root.
         train: the training split (60k) or the test split (10k).
-        dataset: "mnist", "fashion-mnist", or "scenes" (whose digits are MNIST's).
+        dataset: a name in :data:`mnistseg.datasets.DATASETS` (scenes read MNIST's digits).
 
     Returns:
         ``(images uint8 [N, 28, 28], labels int64 [N])``.
     """
-    from torchvision.datasets import MNIST, FashionMNIST
-
-    dataset = "fashion-mnist" if dataset == "fashion-mnist" else "mnist"
-    verify_raw_files(root, dataset)
-    dataset_class = FashionMNIST if dataset == "fashion-mnist" else MNIST
-    source = dataset_class(str(root), train=train)
-    return source.data, source.targets.to(torch.int64)
+    return get_dataset(dataset).load_arrays(root, train)
 
 
 def split_indices(num_images: int, seed: int) -> tuple[Tensor, Tensor]:
@@ -128,7 +117,8 @@ class SegmentationMNIST(Dataset):
             any callable) is called as ``transform(image, mask)`` with
             ``tv_tensors.Image`` and ``tv_tensors.Mask``; an Albumentations transform is
             called as ``transform(image=array, mask=array)``.
-        fashion: use Fashion-MNIST instead of MNIST.
+        dataset: a name in :data:`mnistseg.datasets.DATASETS` with images of its own
+            ("mnist" or "fashion-mnist").
 
     An item is ``(image float32 [1, 28, 28] in 0..1, mask int64 [28, 28])``.
     """
@@ -139,25 +129,25 @@ class SegmentationMNIST(Dataset):
         threshold: float = DEFAULT_THRESHOLD,
         train: bool = True,
         transform: Callable[..., Any] | None = None,
-        fashion: bool = False,
+        dataset: str = "mnist",
     ) -> None:
         super().__init__()
         if not 0.0 <= threshold < 1.0:
             raise ValueError(f"threshold must be in [0, 1), got {threshold}")
-        from torchvision.datasets import MNIST, FashionMNIST
-
-        self.dataset_name = "fashion-mnist" if fashion else "mnist"
-        verify_raw_files(root, self.dataset_name)
-        self.mnist = (FashionMNIST if fashion else MNIST)(str(root), train=train)
+        spec = get_dataset(dataset)
+        if spec.scenes:
+            raise ValueError(f"{dataset!r} is generated in memory (mnistseg.scenes), not a per-item data set")
+        self.dataset_name = dataset
+        self.images, self.labels = spec.load_arrays(root, train)  # uint8 [N, 28, 28], int64 [N]
         self.threshold = threshold
         self.transform = transform
 
     def __len__(self) -> int:
-        return len(self.mnist)
+        return len(self.labels)
 
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
-        image = self.mnist.data[index].to(torch.float32).div(255.0).unsqueeze(0)  # (1, 28, 28)
-        label = self.mnist.targets[index].view(1)
+        image = self.images[index].to(torch.float32).div(255.0).unsqueeze(0)  # (1, 28, 28)
+        label = self.labels[index].view(1)
         mask = masks_from_images(image, label, self.threshold)[0]  # (28, 28)
         if self.transform is None:
             return image, mask
@@ -282,3 +272,59 @@ class BatchedLoader:
                 masks = masks_from_images(images, labels, self.threshold)
                 images, masks = augment_batch(images, masks, generator=self.generator)
                 yield images, masks
+
+
+def split_batches(
+    dataset: str,
+    images: Tensor,
+    labels: Tensor,
+    split: str,
+    batch_size: int,
+    threshold: float = DEFAULT_THRESHOLD,
+    seed: int = 0,
+    augment: bool = False,
+    mask_mode: str = "derive",
+    device: torch.device | str = "cpu",
+    rank: int = 0,
+    world_size: int = 1,
+) -> BatchedLoader:
+    """The in-memory batches of one split of a data set: what training and evaluation both iterate.
+
+    For a data set of generated scenes (:mod:`mnistseg.scenes`) the digits given are placed
+    on canvases first: a third as many scenes as digits for training and validation (new
+    ones for each ``seed``), the fixed :data:`~mnistseg.scenes.TEST_SCENES` for the test split.
+
+    Args:
+        dataset: a name in :data:`mnistseg.datasets.DATASETS`.
+        images: uint8 ``[N, 28, 28]`` of that split (for scenes: the digits to place).
+        labels: int64 ``[N]``.
+        split: "train" (shuffled every epoch, augmented if asked), "val" or "test".
+        batch_size: images per batch (per process under torchrun).
+        threshold: the foreground threshold of the mask rule.
+        seed: the run's seed; it seeds the order, the augmentation and the scenes.
+        augment: apply the random affine to the training split.
+        mask_mode: "derive" or "warp" (see :class:`BatchedLoader`).
+        device: where batches are made.
+        rank: this process's shard under torchrun.
+        world_size: number of shards.
+
+    Raises:
+        ValueError: for an unknown split or data set, or augmentation of a data set without it.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    spec = get_dataset(dataset)
+    training = split == "train"
+    if augment and not spec.augment:
+        raise ValueError(f"{dataset} trains without augmentation (add --no-augment)")
+    common = {"shuffle": training, "seed": seed + 1, "device": device, "rank": rank, "world_size": world_size}
+    if not spec.scenes:
+        return BatchedLoader(images, labels, batch_size, threshold, augment=augment and training,
+                             mask_mode=mask_mode, **common)  # fmt: skip
+    if split == "test":
+        count, scene_seed = TEST_SCENES, TEST_SCENE_SEED
+    else:
+        count, scene_seed = max(1, round(len(labels) * SCENES_PER_DIGIT)), seed + (11 if training else 12)
+    scenes, masks = make_scenes(images, labels, count, scene_seed, threshold)
+    no_labels = torch.zeros(count, dtype=torch.int64)  # the masks carry the classes
+    return BatchedLoader(scenes, no_labels, batch_size, threshold, masks=masks, **common)

@@ -1,4 +1,4 @@
-"""Stage 5: how good is a trained model? Counts and scores on a held-out split.
+"""Stage 6: how good is a trained model? Counts and scores on a held-out split.
 
 :func:`evaluate` is the loop shared by validation during training and by the test-set
 evaluation of ``mnistseg evaluate``: logits, loss, ``argmax`` to a mask, one confusion
@@ -12,55 +12,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mnistseg.data import DEFAULT_THRESHOLD, BatchedLoader, class_names, load_arrays, masks_from_images
-from mnistseg.device import autocast, set_float32_precision
+from mnistseg.data import load_arrays, masks_from_images, split_batches
+from mnistseg.device import set_float32_precision
 from mnistseg.distributed import DistributedContext, all_reduce_sum
 from mnistseg.figures import save_overlay_grid
+from mnistseg.files import atomic_write_json
+from mnistseg.inference import load_for_inference, predict_logits
 from mnistseg.metrics import confusion_matrix, summarize
-from mnistseg.scenes import TEST_SCENE_SEED, TEST_SCENES, scene_batches
-from mnistseg.storage import atomic_write_json, load_model
 
 EVAL_BATCH_SIZE = 1000
-
-
-# Test-time averaging: the logits of the image and of its copies shifted by one pixel
-# (shifted back before averaging). Flips would not do: a flipped 2 is not a 2.
-TTA_SHIFTS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))
-
-
-def shift_images(images: Tensor, dy: int, dx: int) -> Tensor:
-    """Move the content of ``[N, C, H, W]`` images ``dy`` pixels down and ``dx`` right, filling with 0."""
-    height, width = images.shape[-2:]
-    padded = F.pad(images, (max(dx, 0), max(-dx, 0), max(dy, 0), max(-dy, 0)))
-    top, left = max(-dy, 0), max(-dx, 0)
-    return padded[..., top : top + height, left : left + width]
-
-
-def predict_logits(
-    model: nn.Module, images: Tensor, precision: str = "fp32", channels_last: bool = False, tta: bool = False
-) -> Tensor:
-    """Run the model on a batch, returning float32 logits ``[N, C, H, W]``.
-
-    Args:
-        model: the network (in eval mode for inference).
-        images: float ``[N, 1, H, W]``.
-        precision: autocast precision.
-        channels_last: feed the model NHWC tensors.
-        tta: average the logits over :data:`TTA_SHIFTS` (5 forward passes).
-    """
-    shifts = TTA_SHIFTS if tta else ((0, 0),)
-    total = None
-    for dy, dx in shifts:
-        shifted = shift_images(images, dy, dx)
-        if channels_last:
-            shifted = shifted.contiguous(memory_format=torch.channels_last)
-        with autocast(images.device, precision):
-            logits = shift_images(model(shifted).float(), -dy, -dx)
-        total = logits if total is None else total + logits
-    return total / len(shifts)
 
 
 @torch.inference_mode()  # no autograd bookkeeping: faster and lighter than no_grad
@@ -152,25 +114,20 @@ def evaluate_checkpoint(
         ``images`` and ``checkpoint``.
     """
     checkpoint = Path(checkpoint)
-    model, config = load_model(checkpoint)
-    model.to(device)
-    dataset = config.get("dataset", "mnist")
-    threshold = float(config.get("threshold", DEFAULT_THRESHOLD))
-    names = class_names(dataset)
-    images, labels = load_arrays(root, train=False, dataset=dataset)
+    model = load_for_inference(checkpoint, "torch", device, tta)  # float32, NCHW: the published numbers' precision
+    set_float32_precision(model.device, model.precision)
+    record = model.record
+    images, labels = load_arrays(root, train=False, dataset=record.dataset)
     context = context or DistributedContext()
-    shard = {"device": device, "rank": context.rank, "world_size": context.world_size}
-    if dataset == "scenes":  # the fixed test scenes, made from test digits only
-        batches = scene_batches(images, labels, TEST_SCENES, TEST_SCENE_SEED, batch_size, threshold, **shard)
-    else:
-        batches = BatchedLoader(images, labels, batch_size, threshold=threshold, **shard)
-    precision = "fp32"  # the published numbers come from full precision: no autocast here
-    set_float32_precision(device, precision)
-    if tta is None:
-        tta = bool(config.get("recipe", {}).get("tta", False))
-    loss, confusion = evaluate(model, batches, len(names), device, precision, tta=tta, context=context)
-    summary = summarize(confusion, names)
-    summary.update(loss=loss, images=len(batches.labels), checkpoint=str(checkpoint), precision=precision, tta=tta)
+    batches = split_batches(record.dataset, images, labels, "test", batch_size, record.threshold, device=model.device,
+                            rank=context.rank, world_size=context.world_size)  # fmt: skip
+    loss, confusion = evaluate(
+        model.network, batches, len(record.class_names), model.device, model.precision, model.channels_last,
+        tta=model.tta, context=context,
+    )  # fmt: skip
+    summary = summarize(confusion, record.class_names)
+    summary.update(loss=loss, images=len(batches.labels), checkpoint=str(checkpoint), precision=model.precision,
+                   tta=model.tta)  # fmt: skip
     if not context.is_main:
         return summary
     atomic_write_json(json_path or checkpoint / "test_metrics.json", summary)
@@ -179,15 +136,14 @@ def evaluate_checkpoint(
     if batches.masks is not None:
         first_masks = batches.masks[:100]
     else:
-        first_masks = masks_from_images(first_images, batches.labels[:100], threshold)
-    with torch.inference_mode():
-        predicted = predict_logits(model, first_images, precision, tta=tta).argmax(dim=1)
-    errors = int((predicted != first_masks).sum())
+        first_masks = masks_from_images(first_images, batches.labels[:100], record.threshold)
+    predicted = model.logits(first_images).argmax(dim=1).cpu()
+    errors = int((predicted != first_masks.cpu()).sum())
     save_overlay_grid(
         first_images,
         predicted,
         figure_path or checkpoint / "test_overlay.png",
-        names,
+        record.class_names,
         title=f"The first 100 test images with predicted masks ({errors} pixels differ from the truth)",
     )
     return summary

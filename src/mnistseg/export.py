@@ -1,4 +1,4 @@
-"""Stage 8: ship the model. ONNX export, and running the exported file with ONNX Runtime.
+"""Stage 9: ship the model as ONNX (:class:`mnistseg.inference.OnnxModel` runs the file).
 
 The exported graph takes float32 images ``[N, 1, H, W]`` (named ``images``) with dynamic
 batch, height and width (H and W divisible by 4) and returns logits ``[N, 11, H, W]``
@@ -11,11 +11,10 @@ import io
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
-from torch import Tensor, nn
 
-from mnistseg.storage import atomic_write_bytes, load_model
+from mnistseg.checkpoint import ONNX_FILE, load_model
+from mnistseg.files import atomic_write_bytes
 
 ONNX_OPSET = 17
 
@@ -31,7 +30,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path | None = None) -> Path:
         The written path.
     """
     model, _ = load_model(checkpoint)
-    path = Path(out) if out is not None else Path(checkpoint) / "model.onnx"
+    path = Path(out) if out is not None else Path(checkpoint) / ONNX_FILE
     example = torch.zeros(1, model.config.in_channels, 28, 28)
     buffer = io.BytesIO()
     with warnings.catch_warnings():
@@ -45,28 +44,3 @@ def export_onnx(checkpoint: str | Path, out: str | Path | None = None) -> Path:
         )  # fmt: skip
     atomic_write_bytes(path, buffer.getvalue())
     return path
-
-
-class OnnxModel(nn.Module):
-    """An exported model run by ONNX Runtime, callable like the PyTorch model.
-
-    Args:
-        path: an ``.onnx`` file written by :func:`export_onnx`.
-    """
-
-    def __init__(self, path: str | Path) -> None:
-        super().__init__()
-        try:
-            import onnxruntime
-        except ImportError:
-            raise ValueError("the onnx engine needs ONNX Runtime: pip install onnxruntime") from None
-        if not Path(path).is_file():
-            raise ValueError(f"{path} does not exist; write it with `mnistseg export --checkpoint DIR`")
-        self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        self.anchor = nn.Parameter(torch.zeros(0), requires_grad=False)  # lets callers ask for .device
-
-    def forward(self, images: Tensor) -> Tensor:
-        """Logits float32 ``[N, 11, H, W]`` for images float32 ``[N, 1, H, W]`` (on the CPU)."""
-        array = np.ascontiguousarray(images.detach().cpu().numpy(), dtype=np.float32)
-        (logits,) = self.session.run(["logits"], {"images": array})
-        return torch.from_numpy(logits)

@@ -1,4 +1,4 @@
-"""Stage 6: the pictures. One fixed colour per class id in every figure.
+"""Stage 4: the pictures. One fixed colour per class id in every figure.
 
 Background is black; digits 0..9 (class ids 1..10) take matplotlib's tab10 colours in
 order, so "the 3s are red" holds in every figure of the package.
@@ -21,14 +21,8 @@ from matplotlib.patches import Patch
 from torch import Tensor
 
 from mnistseg.data import SegmentationMNIST, class_names, reference_train_transform
-from mnistseg.storage import atomic_write_bytes
-
-TAB10 = (
-    (0.122, 0.467, 0.706), (1.000, 0.498, 0.055), (0.173, 0.627, 0.173), (0.839, 0.153, 0.157),
-    (0.580, 0.404, 0.741), (0.549, 0.337, 0.294), (0.890, 0.467, 0.761), (0.498, 0.498, 0.498),
-    (0.737, 0.741, 0.133), (0.090, 0.745, 0.812),
-)  # fmt: skip
-CLASS_COLORS = ((0.0, 0.0, 0.0),) + TAB10  # index = class id; 0 = background, black
+from mnistseg.datasets import CLASS_COLORS, TAB10
+from mnistseg.files import atomic_write_bytes
 
 
 def class_color_table() -> Tensor:
@@ -171,8 +165,7 @@ def draw_dataset_figures(root: str | Path, out: str | Path, dataset: str = "mnis
     """
     out = Path(out)
     names = class_names(dataset)
-    fashion = dataset == "fashion-mnist"
-    plain = SegmentationMNIST(root, train=True, fashion=fashion)
+    plain = SegmentationMNIST(root, train=True, dataset=dataset)
     images, masks = zip(*(plain[index] for index in range(50)), strict=True)
     overlay_path = out / "dataset_overlay.png"
     save_overlay_grid(
@@ -181,7 +174,7 @@ def draw_dataset_figures(root: str | Path, out: str | Path, dataset: str = "mnis
     )  # fmt: skip
 
     torch.manual_seed(seed)  # torchvision's v2 transforms draw from torch's global generator
-    augmented = SegmentationMNIST(root, train=True, transform=reference_train_transform(), fashion=fashion)
+    augmented = SegmentationMNIST(root, train=True, transform=reference_train_transform(), dataset=dataset)
     augmentation_path = out / "augmentation.png"
     save_augmentation_figure(*plain[0], [augmented[0] for _ in range(9)], augmentation_path, names)
     return [overlay_path, augmentation_path]

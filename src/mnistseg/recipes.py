@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-from mnistseg.data import DEFAULT_THRESHOLD, NUM_CLASSES
+from mnistseg.datasets import DATASETS, DEFAULT_THRESHOLD, NUM_CLASSES, get_dataset
 from mnistseg.device import PRECISIONS
 from mnistseg.model import ModelConfig
 
@@ -46,8 +46,8 @@ class Recipe:
             Validation stays plain: it only picks the checkpoint, and is paid in training time.
         seed: seeds the split, the initial weights, the order and the augmentation.
         threshold: intensity over which a pixel is foreground.
-        dataset: "mnist", "fashion-mnist", or "scenes" (1-5 MNIST digits on a 64x64 canvas,
-            :mod:`mnistseg.scenes`; trained without augmentation).
+        dataset: a name in :data:`mnistseg.datasets.DATASETS`: "mnist", "fashion-mnist", or
+            "scenes" (1-5 MNIST digits on a 64x64 canvas, trained without augmentation).
         subset: use only the first N training images (then split 5:1); None for all.
     """
 
@@ -89,11 +89,16 @@ class Recipe:
             "precision": PRECISIONS,
             "loader": ("batched", "dataset"),
             "mask_mode": ("derive", "warp"),
-            "dataset": ("mnist", "fashion-mnist", "scenes"),
+            "dataset": tuple(DATASETS),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
+        spec = get_dataset(self.dataset)
+        if spec.scenes and self.loader != "batched":
+            raise ValueError(f"{self.dataset} is made in memory: it trains with the batched loader (--loader batched)")
+        if self.augment and not spec.augment:
+            raise ValueError(f"{self.dataset} trains without augmentation (add --no-augment)")
 
     @property
     def model(self) -> ModelConfig:

@@ -22,8 +22,9 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as save_safetensors_bytes
 from torch import Tensor, nn
 
+from mnistseg.checkpoint import CheckpointError, cpu_state_dict
 from mnistseg.distributed import DistributedContext
-from mnistseg.storage import CheckpointError, atomic_write_bytes, cpu_state_dict
+from mnistseg.files import atomic_write_bytes
 
 STATE_FILE = "training_state.safetensors"
 STATE_VERSION = 1

@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from mnistseg.data import DEFAULT_THRESHOLD, BatchedLoader
+from mnistseg.datasets import DEFAULT_THRESHOLD
 
 SCENE_SIZE = 64
 DIGITS_PER_SCENE = (1, 5)
@@ -92,22 +92,3 @@ def _core_overlap(top: int, left: int, other: tuple[int, int]) -> float:
     rows = max(0, CORE - abs(top - other[0]))
     columns = max(0, CORE - abs(left - other[1]))
     return rows * columns / (CORE * CORE)
-
-
-def scene_batches(
-    images: Tensor,
-    labels: Tensor,
-    count: int,
-    scene_seed: int,
-    batch_size: int,
-    threshold: float = DEFAULT_THRESHOLD,
-    **loader: object,
-) -> BatchedLoader:
-    """A :class:`~mnistseg.data.BatchedLoader` over ``count`` new scenes made from these digits.
-
-    ``scene_seed`` decides the scenes; ``loader`` (``shuffle``, ``seed``, ``device``, ...)
-    goes to the loader.
-    """
-    scenes, masks = make_scenes(images, labels, count, scene_seed, threshold)
-    no_labels = torch.zeros(count, dtype=torch.int64)  # the masks carry the classes
-    return BatchedLoader(scenes, no_labels, batch_size, threshold, masks=masks, **loader)

@@ -1,4 +1,4 @@
-"""Stage 9: draw digits in a browser and watch them segment, live.
+"""Stage 10: draw digits in a browser and watch them segment, live.
 
 ``mnistseg serve`` starts a small web app on this computer, built on Python's own
 ``http.server`` (no web framework, nothing fetched from the internet). The page is three
@@ -40,13 +40,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import numpy as np
-from torch import nn
 
-from mnistseg.data import class_names
-from mnistseg.device import resolve_device
-from mnistseg.figures import CLASS_COLORS
+from mnistseg.checkpoint import CONFIG_FILE, WEIGHTS_FILE, CheckpointError
+from mnistseg.datasets import CLASS_COLORS
+from mnistseg.inference import InferenceModel, load_for_inference
 from mnistseg.predict import ImageInputError, ImageTooLargeError, decode_image, describe_mask, segment
-from mnistseg.storage import CONFIG_FILE, WEIGHTS_FILE, CheckpointError, load_model
 
 MAX_BODY_BYTES = 2_000_000  # a 560x280 drawing is a few kB as PNG
 MAX_IMAGE_PIXELS = 2_000_000  # about 1400x1400
@@ -75,12 +73,12 @@ class Segmenter:
     """The model behind the page. One inference runs at a time; the lock makes that so.
 
     Attributes:
-        model: a :class:`~mnistseg.model.SimpleUNet` or an :class:`~mnistseg.export.OnnxModel`.
+        model: the checkpoint opened for inference (either engine; test-time shifts as its recipe says).
         names: the 11 class names, background first.
         description: what the page shows as "model" (checkpoint folder and engine).
     """
 
-    model: nn.Module
+    model: InferenceModel
     names: tuple[str, ...]
     description: str
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -92,6 +90,7 @@ class Segmenter:
             "classes": list(self.names),
             "colors": colors,
             "model": self.description,
+            "tta": self.model.tta,
             "max_body_bytes": MAX_BODY_BYTES,
             "max_image_pixels": MAX_IMAGE_PIXELS,
         }
@@ -119,6 +118,7 @@ class Segmenter:
             "height": height,
             "mask": base64.b64encode(class_ids.tobytes()).decode("ascii"),
             "inverted": prepared.inverted,
+            "tta": self.model.tta,
             "milliseconds": round(milliseconds, 1),
             **describe_mask(mask, self.names),
         }
@@ -270,26 +270,19 @@ class SegmentationServer(ThreadingHTTPServer):
         return f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
 
 
-def load_segmenter(checkpoint: Path | None, engine: str = "torch", device: str = "cpu") -> Segmenter:
+def load_segmenter(
+    checkpoint: Path | None, engine: str = "torch", device: str = "cpu", tta: bool | None = None
+) -> Segmenter:
     """Load the model the page will use.
 
     Args:
         checkpoint: a folder written by ``mnistseg train``; None for the latest under ``runs/``.
         engine: "torch", or "onnx" for ONNX Runtime on ``<checkpoint>/model.onnx``.
         device: where PyTorch runs ("auto", "cpu", "cuda", ...); ONNX Runtime runs on the CPU.
+        tta: test-time shift averaging; None takes the checkpoint's recipe's choice.
     """
-    if engine not in ("torch", "onnx"):
-        raise ValueError(f"engine must be 'torch' or 'onnx', got {engine!r}")
-    folder = checkpoint if checkpoint is not None else latest_checkpoint()
-    model, config = load_model(folder)
-    if engine == "onnx":
-        from mnistseg.export import OnnxModel
-
-        model, where = OnnxModel(folder / "model.onnx"), "ONNX Runtime, cpu"
-    else:
-        target = resolve_device(device)
-        model, where = model.to(target), f"PyTorch, {target}"
-    return Segmenter(model, class_names(config.get("dataset", "mnist")), f"{folder} ({where})")
+    model = load_for_inference(checkpoint if checkpoint is not None else latest_checkpoint(), engine, device, tta)
+    return Segmenter(model, model.record.class_names, model.describe())
 
 
 def latest_checkpoint(runs: Path = Path("runs")) -> Path:

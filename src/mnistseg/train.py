@@ -1,4 +1,4 @@
-"""Stage 4: training. The batches of a recipe, the epoch loop, checkpoints.
+"""Stage 7: training. The batches of a recipe, the epoch loop, checkpoints.
 
 :func:`fit` trains a :class:`~mnistseg.recipes.Recipe`: one :func:`train_one_epoch` per
 epoch, then a validation pass (:func:`mnistseg.evaluate.evaluate`), then the best and
@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import csv
 import io
-import platform
 import sys
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -26,33 +25,32 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
+from mnistseg.checkpoint import (
+    LAST_WEIGHTS_FILE,
+    WEIGHTS_FILE,
+    CheckpointRecord,
+    check_resumable,
+    save_weights,
+    write_record,
+)
 from mnistseg.data import (
-    BatchedLoader,
     SegmentationMNIST,
     class_names,
     load_arrays,
     reference_train_transform,
+    split_batches,
     split_indices,
 )
 from mnistseg.device import autocast, set_float32_precision
 from mnistseg.distributed import DistributedContext, all_reduce_sum, barrier, per_rank_batch_size
-from mnistseg.evaluate import EVAL_BATCH_SIZE, evaluate, predict_logits
+from mnistseg.evaluate import EVAL_BATCH_SIZE, evaluate
 from mnistseg.figures import save_learning_curve, save_overlay_grid
+from mnistseg.files import atomic_write_text
+from mnistseg.inference import predict_logits
 from mnistseg.metrics import summarize
 from mnistseg.model import SimpleUNet, count_parameters
-from mnistseg.recipes import Recipe, recipe_differences
+from mnistseg.recipes import Recipe
 from mnistseg.resume import STATE_FILE, Progress, TrainingParts, restore_training_state, save_training_state
-from mnistseg.scenes import SCENES_PER_DIGIT, scene_batches
-from mnistseg.storage import (
-    CONFIG_FILE,
-    LAST_WEIGHTS_FILE,
-    WEIGHTS_FILE,
-    CheckpointError,
-    atomic_write_json,
-    atomic_write_text,
-    read_checkpoint_config,
-    save_weights,
-)
 
 
 class NonFiniteLossError(Exception):
@@ -79,40 +77,22 @@ def make_batches(
     images, labels = load_arrays(root, train=True, dataset=recipe.dataset)
     count = len(labels) if recipe.subset is None else min(recipe.subset, len(labels))
     train_index, val_index = split_indices(count, recipe.seed)
-    shard = {"rank": context.rank, "world_size": context.world_size}
-    if recipe.dataset == "scenes":
-        if recipe.loader != "batched" or recipe.augment:
-            raise ValueError("scenes train with the batched loader and without augmentation: add --no-augment")
-
-        def scenes_of(index: Tensor) -> int:
-            return max(1, round(len(index) * SCENES_PER_DIGIT))
-
-        train = scene_batches(
-            images[train_index], labels[train_index], scenes_of(train_index), recipe.seed + 11,
-            per_rank_batch_size(recipe.batch_size, context), recipe.threshold,
-            shuffle=True, seed=recipe.seed + 1, device=device, **shard,
-        )  # fmt: skip
-        val = scene_batches(
-            images[val_index], labels[val_index], scenes_of(val_index), recipe.seed + 12,
-            EVAL_BATCH_SIZE, recipe.threshold, device=device, **shard,
-        )  # fmt: skip
-        return train, val, len(train.labels), len(val.labels)
     if recipe.loader == "batched":
-        train = BatchedLoader(
-            images[train_index], labels[train_index], per_rank_batch_size(recipe.batch_size, context),
-            recipe.threshold, augment=recipe.augment, shuffle=True, seed=recipe.seed + 1, device=device,
-            mask_mode=recipe.mask_mode, **shard,
+        common = {"dataset": recipe.dataset, "threshold": recipe.threshold, "seed": recipe.seed, "device": device,
+                  "rank": context.rank, "world_size": context.world_size}  # fmt: skip
+        train = split_batches(
+            images=images[train_index], labels=labels[train_index], split="train",
+            batch_size=per_rank_batch_size(recipe.batch_size, context), augment=recipe.augment,
+            mask_mode=recipe.mask_mode, **common,
         )  # fmt: skip
-        val = BatchedLoader(
-            images[val_index], labels[val_index], EVAL_BATCH_SIZE, recipe.threshold, device=device, **shard
-        )
-        return train, val, len(train_index), len(val_index)
+        val = split_batches(images=images[val_index], labels=labels[val_index], split="val",
+                            batch_size=EVAL_BATCH_SIZE, **common)  # fmt: skip
+        return train, val, len(train.labels), len(val.labels)
     if context.enabled:
         raise ValueError("distributed training uses the in-memory batched loader; drop --loader dataset")
-    fashion = recipe.dataset == "fashion-mnist"
     transform = reference_train_transform() if recipe.augment else None
-    train_set = SegmentationMNIST(root, recipe.threshold, train=True, transform=transform, fashion=fashion)
-    val_set = SegmentationMNIST(root, recipe.threshold, train=True, fashion=fashion)
+    train_set = SegmentationMNIST(root, recipe.threshold, train=True, transform=transform, dataset=recipe.dataset)
+    val_set = SegmentationMNIST(root, recipe.threshold, train=True, dataset=recipe.dataset)
     common = {"num_workers": recipe.num_workers, "persistent_workers": recipe.num_workers > 0}
     train = DataLoader(
         Subset(train_set, train_index.tolist()), batch_size=recipe.batch_size, shuffle=True,
@@ -179,20 +159,6 @@ def train_one_epoch(
     return total / max(steps, 1)
 
 
-def versions() -> dict[str, str]:
-    """Versions of what produced a result, for ``config.json``."""
-    import torchvision
-
-    from mnistseg import __version__
-
-    return {
-        "mnistseg": __version__,
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "python": platform.python_version(),
-    }
-
-
 def metrics_csv(history: list[dict[str, Any]]) -> str:
     """The epoch rows as CSV text, header first."""
     buffer = io.StringIO()
@@ -212,49 +178,33 @@ def format_epoch(row: dict[str, Any], epochs: int) -> str:
     )
 
 
-def fit(
-    recipe: Recipe,
-    root: str | Path,
-    out: str | Path,
-    device: torch.device,
-    log: Callable[[str], None] | None = None,
-    context: DistributedContext | None = None,
-    resume: bool = False,
-) -> dict[str, Any]:
-    """Train a recipe, validating each epoch, and write everything into ``out``.
+@dataclass
+class TrainingRun:
+    """Everything one training run is built from (see :func:`build_run`).
 
-    Writes ``model.safetensors`` (best validation IoU), ``last.safetensors``,
-    ``config.json``, ``metrics.csv``, ``learning_curve.png`` and one validation overlay
-    per epoch under ``figures/``; all atomically, and only on rank 0.
-
-    Args:
-        recipe: what to train.
-        root: data root.
-        out: output folder, created if needed.
-        device: where to train.
-        log: where the progress lines go (default: print, flushed at once; rank 0 only).
-        context: this process's place under torchrun (default: a single process).
-        resume: continue the run in ``out`` after its last complete epoch
-            (``training_state.safetensors``); its recipe must equal ``recipe``.
-
-    Raises:
-        CheckpointError: when resuming a run of another recipe or a damaged state.
-        NonFiniteLossError: when the loss stops being finite.
-
-    Returns:
-        The ``config.json`` contents.
+    Attributes:
+        parts: what is saved after each epoch and restored on resume (model, moving
+            average, optimizer, schedule, training batches).
+        trained: the module the steps run through (the model, or its DDP wrapper).
+        final_model: what is validated and saved (the moving average, if there is one).
+        criterion: the per-pixel cross-entropy.
+        val_batches: the validation batches.
+        train_size: images in the training split; val_size: in the validation split.
     """
-    context = context or DistributedContext()
-    log = (log or partial(print, flush=True)) if context.is_main else (lambda line: None)
-    out = Path(out)
-    if resume:  # before anything is loaded: a run of another recipe is refused as such
-        different = recipe_differences(read_checkpoint_config(out).get("recipe", {}), recipe)
-        if different:
-            raise CheckpointError(f"cannot resume {out}: it was trained with another recipe ({different})")
-    if context.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-    names = class_names(recipe.dataset)
-    set_float32_precision(device, recipe.precision)
+
+    parts: TrainingParts
+    trained: nn.Module
+    final_model: nn.Module
+    criterion: nn.Module
+    val_batches: Iterable[tuple[Tensor, Tensor]]
+    train_size: int
+    val_size: int
+
+
+def build_run(
+    recipe: Recipe, root: str | Path, device: torch.device, context: DistributedContext, log: Callable[[str], None]
+) -> TrainingRun:
+    """Seed, then build the model, its batches, optimizer, schedule and moving average."""
     torch.manual_seed(recipe.seed)  # the initial weights: the same on every rank
     model = SimpleUNet.from_config(recipe.model).to(device)
     if recipe.channels_last:
@@ -264,7 +214,6 @@ def fit(
     if context.enabled:
         # Averages the gradients over the ranks inside backward(); BatchNorm statistics stay per rank.
         trained = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    criterion = nn.CrossEntropyLoss()
     optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr)
     scheduler = None
     total_steps = recipe.epochs * len(train_batches)
@@ -281,77 +230,139 @@ def fit(
         ema = torch.optim.swa_utils.AveragedModel(
             model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(recipe.ema_decay), use_buffers=True
         )
-    final_model = model if ema is None else ema.module  # what is validated and saved
-    parts = TrainingParts(model, ema, optimizer, scheduler, train_batches)
-    processes = f" x {context.world_size} processes" if context.enabled else ""
-    log(
-        f"training {recipe.name}: SimpleUNet width {recipe.base_width} ({count_parameters(model):,} parameters), "
-        f"{train_size:,} train / {val_size:,} val images, {recipe.epochs} epochs, {recipe.loader} loader, "
-        f"{recipe.precision} on {device}{processes}"
+    return TrainingRun(
+        parts=TrainingParts(model, ema, optimizer, scheduler, train_batches),
+        trained=trained,
+        final_model=model if ema is None else ema.module,
+        criterion=nn.CrossEntropyLoss(),
+        val_batches=val_batches,
+        train_size=train_size,
+        val_size=val_size,
     )
-    config: dict[str, Any] = {
-        "model": asdict(recipe.model),
-        "recipe": asdict(recipe),
-        "dataset": recipe.dataset,
-        "threshold": recipe.threshold,
-        "class_names": list(names),
-        "world_size": context.world_size,
-        "versions": versions(),
+
+
+def run_epoch(
+    run: TrainingRun, recipe: Recipe, epoch: int, device: torch.device, context: DistributedContext
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Train one epoch, then validate; returns the ``metrics.csv`` row and the validation summary."""
+    started = time.perf_counter()
+    parts = run.parts
+    show_bar = sys.stderr.isatty() and context.is_main
+    with tqdm(total=run.train_size, desc=f"epoch {epoch}", unit="img", leave=False, disable=not show_bar) as bar:
+        train_loss = train_one_epoch(
+            run.trained, parts.batches, run.criterion, parts.optimizer, parts.scheduler, device,
+            precision=recipe.precision, channels_last=recipe.channels_last, progress=bar, ema=parts.ema,
+        )  # fmt: skip
+    train_loss = all_reduce_sum(torch.tensor([train_loss], device=device), context).item() / context.world_size
+    names = class_names(recipe.dataset)
+    val_loss, confusion = evaluate(
+        run.final_model, run.val_batches, len(names), device,
+        precision=recipe.precision, channels_last=recipe.channels_last, context=context,
+    )  # fmt: skip
+    val = summarize(confusion, names)
+    row = {
+        "epoch": epoch,
+        "train_loss": train_loss,
+        "val_loss": val_loss,
+        **{key: val[key] for key in ("tp", "fp", "fn", "iou", "dice")},
+        "lr": parts.optimizer.param_groups[0]["lr"],
+        "seconds": time.perf_counter() - started,
     }
-    progress = Progress(config=config)
+    return row, val
+
+
+def write_epoch_files(
+    out: Path, run: TrainingRun, record: CheckpointRecord, history: list[dict[str, Any]], val: dict[str, Any],
+    first_val_images: Tensor,
+) -> None:  # fmt: skip
+    """Rank 0's files after an epoch: last (and maybe best) weights, ``config.json``, ``metrics.csv``, a figure."""
+    row = history[-1]
+    save_weights(out / LAST_WEIGHTS_FILE, run.final_model)
+    best_iou = (record.best or {}).get("val", {}).get("iou") or -1.0
+    if (val["iou"] or 0.0) > best_iou:
+        save_weights(out / WEIGHTS_FILE, run.final_model)
+        record.best = {"epoch": row["epoch"], "val": val}
+    record.last = {"epoch": row["epoch"], "val": val}
+    write_record(out, record)
+    atomic_write_text(out / "metrics.csv", metrics_csv(history))
+    recipe = record.recipe
+    with torch.inference_mode():
+        logits = predict_logits(run.final_model, first_val_images, recipe.precision, recipe.channels_last)
+    title = f"Validation batch after epoch {row['epoch']}: predicted masks (IoU {row['iou']:.4f})"
+    figure = out / "figures" / f"val_epoch_{row['epoch']:03d}.png"
+    save_overlay_grid(first_val_images, logits.argmax(dim=1), figure, record.class_names, title=title)
+
+
+def fit(
+    recipe: Recipe,
+    root: str | Path,
+    out: str | Path,
+    device: torch.device,
+    log: Callable[[str], None] | None = None,
+    context: DistributedContext | None = None,
+    resume: bool = False,
+) -> CheckpointRecord:
+    """Train a recipe, validating each epoch, and write everything into ``out``.
+
+    Writes ``model.safetensors`` (best validation IoU), ``last.safetensors``,
+    ``config.json``, ``metrics.csv``, ``learning_curve.png`` and one validation overlay
+    per epoch under ``figures/``; all atomically, and only on rank 0.
+
+    Args:
+        recipe: what to train.
+        root: data root (stored in the record, so that ``--resume`` finds it again).
+        out: output folder, created if needed.
+        device: where to train.
+        log: where the progress lines go (default: print, flushed at once; rank 0 only).
+        context: this process's place under torchrun (default: a single process).
+        resume: continue the run in ``out`` after its last complete epoch
+            (``training_state.safetensors``); its recipe must equal ``recipe``.
+
+    Raises:
+        CheckpointError: when resuming a run of another recipe or a damaged state.
+        NonFiniteLossError: when the loss stops being finite.
+
+    Returns:
+        The run's record, as written to ``config.json``.
+    """
+    context = context or DistributedContext()
+    log = (log or partial(print, flush=True)) if context.is_main else (lambda line: None)
+    out = Path(out)
+    if resume:  # before anything is loaded: a run of another recipe is refused as such
+        check_resumable(out, recipe)
+    if context.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+    set_float32_precision(device, recipe.precision)
+    run = build_run(recipe, root, device, context, log)
+    record = CheckpointRecord(recipe, data_root=str(Path(root).resolve()), world_size=context.world_size)
+    progress = Progress(config=record.to_json())
     if resume:
-        progress = restore_training_state(out / STATE_FILE, parts, context)
-        config = progress.config
+        progress = restore_training_state(out / STATE_FILE, run.parts, context)
+        record = replace(CheckpointRecord.from_json(progress.config), data_root=record.data_root)
         if progress.epoch >= recipe.epochs:
             log(f"{out} already finished its {recipe.epochs} epochs; nothing to do")
-            return config
+            return record
         log(f"resuming {out} after epoch {progress.epoch} of {recipe.epochs}")
         if context.is_main:  # rows of an epoch killed half-way never reach metrics.csv
             atomic_write_text(out / "metrics.csv", metrics_csv(progress.history))
-    first_val_images = next(iter(val_batches))[0][:100].to(device)
+    processes = f" x {context.world_size} processes" if context.enabled else ""
+    log(
+        f"training {recipe.name}: SimpleUNet width {recipe.base_width} ({count_parameters(run.final_model):,} "
+        f"parameters), {run.train_size:,} train / {run.val_size:,} val images, {recipe.epochs} epochs, "
+        f"{recipe.loader} loader, {recipe.precision} on {device}{processes}"
+    )
+    first_val_images = next(iter(run.val_batches))[0][:100].to(device)
     history = progress.history
-    best_iou = progress.best_iou
     for epoch in range(progress.epoch + 1, recipe.epochs + 1):
-        started = time.perf_counter()
-        show_bar = sys.stderr.isatty() and context.is_main
-        with tqdm(total=train_size, desc=f"epoch {epoch}", unit="img", leave=False, disable=not show_bar) as bar:
-            train_loss = train_one_epoch(
-                trained, train_batches, criterion, optimizer, scheduler, device,
-                recipe.precision, recipe.channels_last, bar, ema,
-            )  # fmt: skip
-        train_loss = all_reduce_sum(torch.tensor([train_loss], device=device), context).item() / context.world_size
-        val_loss, confusion = evaluate(
-            final_model, val_batches, len(names), device, recipe.precision, recipe.channels_last, context=context
-        )
-        val = summarize(confusion, names)
-        row = {
-            "epoch": epoch,
-            "train_loss": train_loss,
-            "val_loss": val_loss,
-            **{key: val[key] for key in ("tp", "fp", "fn", "iou", "dice")},
-            "lr": optimizer.param_groups[0]["lr"],
-            "seconds": time.perf_counter() - started,
-        }
+        row, val = run_epoch(run, recipe, epoch, device, context)
         history.append(row)
         log(format_epoch(row, recipe.epochs))
         if context.is_main:
-            save_weights(out / LAST_WEIGHTS_FILE, final_model)
-            if (val["iou"] or 0.0) > best_iou:
-                best_iou = val["iou"] or 0.0
-                save_weights(out / WEIGHTS_FILE, final_model)
-                config["best"] = {"epoch": epoch, "val": val}
-            config["last"] = {"epoch": epoch, "val": val}
-            atomic_write_json(out / CONFIG_FILE, config)
-            atomic_write_text(out / "metrics.csv", metrics_csv(history))
-            with torch.inference_mode():
-                logits = predict_logits(final_model, first_val_images, recipe.precision, recipe.channels_last)
-            save_overlay_grid(
-                first_val_images, logits.argmax(dim=1), out / "figures" / f"val_epoch_{epoch:03d}.png", names,
-                title=f"Validation batch after epoch {epoch}: predicted masks (IoU {row['iou']:.4f})",
-            )  # fmt: skip
+            write_epoch_files(out, run, record, history, val, first_val_images)
         # Last, in one file: the point a resumed run continues from.
-        save_training_state(out / STATE_FILE, parts, Progress(epoch, history, best_iou, config), context)
+        best_iou = (record.best or {}).get("val", {}).get("iou") or -1.0
+        save_training_state(out / STATE_FILE, run.parts, Progress(epoch, history, best_iou, record.to_json()), context)
         barrier(context)  # the other ranks wait while rank 0 writes
     if context.is_main:
         save_learning_curve(history, out / "learning_curve.png")
-    return config
+    return record

@@ -1,0 +1,165 @@
+"""Stage 5: running a trained model, the one way every stage does it.
+
+Validation during training, ``mnistseg evaluate``, ``mnistseg predict`` and ``mnistseg
+serve`` all turn images into logits with :func:`predict_logits`: autocast precision,
+memory layout and test-time shift averaging are decided here and nowhere else.
+:func:`load_for_inference` opens a checkpoint folder for either engine (PyTorch, or ONNX
+Runtime on the exported ``model.onnx``) and takes the test-time averaging the recipe
+trained for, unless told otherwise; :class:`InferenceModel` says what it runs with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mnistseg.checkpoint import ONNX_FILE, CheckpointRecord, load_model, read_record
+from mnistseg.device import autocast, resolve_device
+
+ENGINES = ("torch", "onnx")
+
+# Test-time averaging: the logits of the image and of its copies shifted by one pixel
+# (shifted back before averaging). Flips would not do: a flipped 2 is not a 2.
+TTA_SHIFTS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))
+
+
+def shift_images(images: Tensor, dy: int, dx: int) -> Tensor:
+    """Move the content of ``[N, C, H, W]`` images ``dy`` pixels down and ``dx`` right, filling with 0."""
+    height, width = images.shape[-2:]
+    padded = F.pad(images, (max(dx, 0), max(-dx, 0), max(dy, 0), max(-dy, 0)))
+    top, left = max(-dy, 0), max(-dx, 0)
+    return padded[..., top : top + height, left : left + width]
+
+
+def predict_logits(
+    model: nn.Module, images: Tensor, precision: str = "fp32", channels_last: bool = False, tta: bool = False
+) -> Tensor:
+    """Run the model on a batch, returning float32 logits ``[N, C, H, W]``.
+
+    Args:
+        model: the network (in eval mode for inference).
+        images: float ``[N, 1, H, W]``.
+        precision: autocast precision.
+        channels_last: feed the model NHWC tensors.
+        tta: average the logits over :data:`TTA_SHIFTS` (5 forward passes).
+    """
+    shifts = TTA_SHIFTS if tta else ((0, 0),)
+    total = None
+    for dy, dx in shifts:
+        shifted = shift_images(images, dy, dx)
+        if channels_last:
+            shifted = shifted.contiguous(memory_format=torch.channels_last)
+        with autocast(images.device, precision):
+            logits = shift_images(model(shifted).float(), -dy, -dx)
+        total = logits if total is None else total + logits
+    return total / len(shifts)
+
+
+class OnnxModel(nn.Module):
+    """An exported model run by ONNX Runtime, callable like the PyTorch model.
+
+    Args:
+        path: an ``.onnx`` file written by :func:`mnistseg.export.export_onnx`.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        super().__init__()
+        try:
+            import onnxruntime
+        except ImportError:
+            raise ValueError("the onnx engine needs ONNX Runtime: pip install onnxruntime") from None
+        if not Path(path).is_file():
+            raise ValueError(f"{path} does not exist; write it with `mnistseg export --checkpoint DIR`")
+        self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        self.anchor = nn.Parameter(torch.zeros(0), requires_grad=False)  # lets callers ask for .device
+
+    def forward(self, images: Tensor) -> Tensor:
+        """Logits float32 ``[N, 11, H, W]`` for images float32 ``[N, 1, H, W]`` (on the CPU)."""
+        array = np.ascontiguousarray(images.detach().cpu().numpy(), dtype=np.float32)
+        (logits,) = self.session.run(["logits"], {"images": array})
+        return torch.from_numpy(logits)
+
+
+@dataclass
+class InferenceModel:
+    """A network and the way it is to be run.
+
+    Attributes:
+        network: a :class:`~mnistseg.model.SimpleUNet` in eval mode, or an :class:`OnnxModel`.
+        device: where its inputs go.
+        tta: average the logits over one-pixel shifts (:data:`TTA_SHIFTS`).
+        precision: autocast precision ("fp32" for ONNX Runtime).
+        channels_last: feed NHWC tensors.
+        engine: "torch" or "onnx".
+        record: the checkpoint's record, when it came from one.
+        source: where it came from, for people ("runs/fast").
+    """
+
+    network: nn.Module
+    device: torch.device
+    tta: bool = False
+    precision: str = "fp32"
+    channels_last: bool = False
+    engine: str = "torch"
+    record: CheckpointRecord | None = None
+    source: str = "a model in memory"
+
+    @torch.inference_mode()
+    def logits(self, images: Tensor) -> Tensor:
+        """float32 logits ``[N, C, H, W]`` (on :attr:`device`) for float images ``[N, 1, H, W]``."""
+        return predict_logits(self.network, images.to(self.device), self.precision, self.channels_last, self.tta)
+
+    def describe(self) -> str:
+        """E.g. ``"runs/best (PyTorch, cpu, test-time shifts)"``."""
+        engine = "ONNX Runtime" if self.engine == "onnx" else "PyTorch"
+        return f"{self.source} ({engine}, {self.device}{', test-time shifts' if self.tta else ''})"
+
+
+def as_inference_model(model: nn.Module | InferenceModel) -> InferenceModel:
+    """An :class:`InferenceModel` as it is, or a bare network run plainly (float32, no shifts) where its weights are."""
+    if isinstance(model, InferenceModel):
+        return model
+    parameter = next(model.parameters(), None)
+    return InferenceModel(model.eval(), parameter.device if parameter is not None else torch.device("cpu"))
+
+
+def load_for_inference(
+    folder: str | Path, engine: str = "torch", device: str | torch.device = "cpu", tta: bool | None = None
+) -> InferenceModel:
+    """Open a checkpoint folder for inference.
+
+    Args:
+        folder: written by ``mnistseg train``.
+        engine: "torch" (``model.safetensors``) or "onnx" (``model.onnx`` in ONNX Runtime, on the CPU;
+            the PyTorch weights are not loaded).
+        device: where PyTorch runs ("cpu", "cuda", "auto", ...).
+        tta: test-time shift averaging; None takes the recipe's choice.
+
+    Raises:
+        ValueError: for an unknown engine or a missing ``model.onnx``.
+        CheckpointError: for a missing or damaged checkpoint.
+    """
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    folder = Path(folder)
+    if engine == "onnx":
+        record = read_record(folder)
+        network: nn.Module = OnnxModel(folder / ONNX_FILE)
+        target = torch.device("cpu")
+    else:
+        target = torch.device(device) if isinstance(device, torch.device) else resolve_device(device)
+        network, record = load_model(folder)
+        network = network.to(target)
+    return InferenceModel(
+        network=network,
+        device=target,
+        tta=record.recipe.tta if tta is None else tta,
+        engine=engine,
+        record=record,
+        source=str(folder),
+    )
