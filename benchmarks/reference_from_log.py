@@ -23,7 +23,7 @@ EPOCH = re.compile(
     r"^epoch\s+(\d+)/(\d+)\s+train_loss ([\d.]+)\s+val_loss ([\d.]+)\s+TP ([\d,]+)\s+FP ([\d,]+)\s+FN ([\d,]+)"
     r".*?([\d.]+)s$"
 )
-TEST = re.compile(r"^test set \([\d,]+ images\): TP ([\d,]+)\s+FP ([\d,]+)\s+FN ([\d,]+)")
+TEST = re.compile(r"^test set \([\d,]+ images[^)]*\): TP ([\d,]+)\s+FP ([\d,]+)\s+FN ([\d,]+)")
 BEST = re.compile(r"^best validation IoU [\d.]+ at epoch (\d+)")
 
 

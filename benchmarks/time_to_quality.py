@@ -11,7 +11,8 @@ What it measures, all in this one run on this one machine:
    real takes hours (``reproduce_reference.py`` trains its first two epochs).
 2. **The presets, per seed.** Each preset is trained by a real ``mnistseg train`` process
    per seed (its wall time start to exit, the trainer's epoch seconds, peak RSS), its
-   validation IoU read from ``config.json``, then its test set scored once.
+   validation IoU read from ``config.json``, then its test set scored once, in float32 as
+   the article scored it.
 3. **Choices on validation.** For presets with a moving average or test-time shifts, the
    last epoch's raw and averaged weights are scored on the validation split, with and
    without the shifts: the evidence for those choices, never the test set.
@@ -301,7 +302,9 @@ def main() -> None:
         for name, seed in itertools.product(args.presets, range(args.seeds)):
             out = Path(scratch) / f"{name}-{seed}"
             run = train_preset(name, seed, args.root, out, args.device, args.train_args)
-            test = evaluate_checkpoint(out, args.root, device, json_path=out / "test.json", figure_path=out / "t.png")
+            test = evaluate_checkpoint(
+                out, args.root, device, json_path=out / "test.json", figure_path=out / "t.png", precision="fp32"
+            )  # the article's precision, whatever the recipe trained in
             runs.append(
                 {
                     "preset": name,

@@ -266,7 +266,7 @@ def test_without_a_checkpoint_it_takes_the_latest_or_says_how_to_train(
     started = start_server(log=tmp_path / "stderr.log", cwd=tmp_path)
     try:
         _, _, body = request(started, "GET", "/api/info")
-        assert json.loads(body)["model"].startswith(f"{Path('runs') / 'fast'} (PyTorch, cpu)")
+        assert json.loads(body)["model"].startswith(f"{Path('runs') / 'fast'} (PyTorch, cpu, bf16)")
     finally:
         started.process.terminate()
         started.process.wait(timeout=30)

@@ -153,6 +153,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--tta", action=argparse.BooleanOptionalAction, help="test-time shift averaging (default: as trained)"
     )
+    evaluate.add_argument(
+        "--precision", choices=("fp32", "bf16", "fp16"),
+        help="autocast precision (default: as trained, with its memory layout; fp32 is the article's)",
+    )  # fmt: skip
 
     predict = commands.add_parser("predict", help="segment your own images (any size, any polarity)")
     predict.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="image files (PNG, JPEG, BMP, ...)")
@@ -261,15 +265,23 @@ def run_evaluate(args: argparse.Namespace) -> None:
     context, device = setup(args.device)
     try:
         summary = evaluate_checkpoint(
-            args.checkpoint, args.root, device, args.json, args.figure, tta=args.tta, context=context
+            args.checkpoint,
+            args.root,
+            device,
+            args.json,
+            args.figure,
+            tta=args.tta,
+            context=context,
+            precision=args.precision,
         )
     finally:
         teardown(context)
     if not context.is_main:
         return
     print(format_table(summary))
+    how = f"{summary['images']:,} images, {summary['precision']}" + (", test-time shifts" if summary["tta"] else "")
     print(
-        f"test set ({summary['images']:,} images): TP {summary['tp']:,}  FP {summary['fp']:,}  FN {summary['fn']:,}  "
+        f"test set ({how}): TP {summary['tp']:,}  FP {summary['fp']:,}  FN {summary['fn']:,}  "
         f"IoU {summary['iou']:.4f}  Dice {summary['dice']:.4f}"
     )
     json_path = args.json or args.checkpoint / "test_metrics.json"

@@ -95,6 +95,7 @@ def evaluate_checkpoint(
     batch_size: int = EVAL_BATCH_SIZE,
     tta: bool | None = None,
     context: DistributedContext | None = None,
+    precision: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate a checkpoint on the full test split and write its JSON summary and figure.
 
@@ -108,13 +109,15 @@ def evaluate_checkpoint(
         batch_size: images per forward pass.
         tta: test-time shift averaging; None takes the recipe's choice from config.json.
         context: under torchrun, each rank evaluates its shard and only rank 0 writes.
+        precision: "fp32", "bf16" or "fp16"; None runs in the precision and memory layout
+            the recipe trained in (``fast`` and ``best``: bf16, ``channels_last``).
 
     Returns:
         The summary: ``tp``, ``fp``, ``fn``, ``iou``, ``dice``, ``per_class``, plus ``loss``,
         ``images`` and ``checkpoint``.
     """
     checkpoint = Path(checkpoint)
-    model = load_for_inference(checkpoint, "torch", device, tta)  # float32, NCHW: the published numbers' precision
+    model = load_for_inference(checkpoint, "torch", device, tta, precision)  # as trained, unless told otherwise
     set_float32_precision(model.device, model.precision)
     record = model.record
     images, labels = load_arrays(root, train=False, dataset=record.dataset)

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mnistseg.checkpoint import ONNX_FILE, CheckpointRecord, load_model, read_record
-from mnistseg.device import autocast, resolve_device
+from mnistseg.device import PRECISIONS, autocast, resolve_device
 
 ENGINES = ("torch", "onnx")
 
@@ -115,9 +115,10 @@ class InferenceModel:
         return predict_logits(self.network, images.to(self.device), self.precision, self.channels_last, self.tta)
 
     def describe(self) -> str:
-        """E.g. ``"runs/best (PyTorch, cpu, test-time shifts)"``."""
+        """E.g. ``"runs/best (PyTorch, cpu, bf16, test-time shifts)"``."""
         engine = "ONNX Runtime" if self.engine == "onnx" else "PyTorch"
-        return f"{self.source} ({engine}, {self.device}{', test-time shifts' if self.tta else ''})"
+        precision = "" if self.precision == "fp32" else f", {self.precision}"
+        return f"{self.source} ({engine}, {self.device}{precision}{', test-time shifts' if self.tta else ''})"
 
 
 def as_inference_model(model: nn.Module | InferenceModel) -> InferenceModel:
@@ -129,9 +130,13 @@ def as_inference_model(model: nn.Module | InferenceModel) -> InferenceModel:
 
 
 def load_for_inference(
-    folder: str | Path, engine: str = "torch", device: str | torch.device = "cpu", tta: bool | None = None
+    folder: str | Path,
+    engine: str = "torch",
+    device: str | torch.device = "cpu",
+    tta: bool | None = None,
+    precision: str | None = None,
 ) -> InferenceModel:
-    """Open a checkpoint folder for inference.
+    """Open a checkpoint folder for inference, run the way its recipe trained.
 
     Args:
         folder: written by ``mnistseg train``.
@@ -139,26 +144,36 @@ def load_for_inference(
             the PyTorch weights are not loaded).
         device: where PyTorch runs ("cpu", "cuda", "auto", ...).
         tta: test-time shift averaging; None takes the recipe's choice.
+        precision: "fp32", "bf16" or "fp16"; None takes the recipe's, with its memory layout
+            (fp16 only on CUDA: elsewhere it becomes fp32). ONNX Runtime always runs float32.
 
     Raises:
-        ValueError: for an unknown engine or a missing ``model.onnx``.
+        ValueError: for an unknown engine or precision, or a missing ``model.onnx``.
         CheckpointError: for a missing or damaged checkpoint.
     """
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if precision is not None and precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     folder = Path(folder)
     if engine == "onnx":
         record = read_record(folder)
         network: nn.Module = OnnxModel(folder / ONNX_FILE)
-        target = torch.device("cpu")
+        target, precision, channels_last = torch.device("cpu"), "fp32", False
     else:
         target = torch.device(device) if isinstance(device, torch.device) else resolve_device(device)
         network, record = load_model(folder)
-        network = network.to(target)
+        channels_last = record.recipe.channels_last
+        precision = precision or record.recipe.precision
+        if precision == "fp16" and target.type != "cuda":
+            precision = "fp32"  # fp16 autocast is a CUDA feature
+        network = network.to(target, memory_format=torch.channels_last if channels_last else torch.preserve_format)
     return InferenceModel(
         network=network,
         device=target,
         tta=record.recipe.tta if tta is None else tta,
+        precision=precision,
+        channels_last=channels_last,
         engine=engine,
         record=record,
         source=str(folder),
