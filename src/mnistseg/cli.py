@@ -82,6 +82,10 @@ def add_device(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto: cuda, then mps, then cpu)"
     )
+    parser.add_argument(
+        "--threads", type=positive_int,
+        help="CPU threads for PyTorch (default: one per core not busy with other programs)",
+    )  # fmt: skip
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -232,7 +236,7 @@ def resumed_run(args: argparse.Namespace, overrides: dict[str, object]) -> tuple
 
 
 def run_train(args: argparse.Namespace) -> None:
-    from mnistseg.device import use_deterministic_algorithms
+    from mnistseg.device import set_threads, use_deterministic_algorithms
     from mnistseg.distributed import setup, teardown
     from mnistseg.recipes import DEFAULT_PRESET, get_preset
     from mnistseg.train import fit
@@ -247,6 +251,7 @@ def run_train(args: argparse.Namespace) -> None:
         out = args.out or Path("runs") / preset
     if args.deterministic:
         use_deterministic_algorithms()
+    set_threads(args.threads)
     context, device = setup(args.device)
     try:
         record = fit(recipe, root, out, device, context=context, resume=args.resume is not None)
@@ -259,9 +264,11 @@ def run_train(args: argparse.Namespace) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> None:
+    from mnistseg.device import set_threads
     from mnistseg.distributed import setup, teardown
     from mnistseg.evaluate import evaluate_checkpoint, format_table
 
+    set_threads(args.threads)
     context, device = setup(args.device)
     try:
         summary = evaluate_checkpoint(

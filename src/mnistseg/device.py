@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import time
 from pathlib import Path
 
 import torch
@@ -92,3 +93,61 @@ def use_deterministic_algorithms() -> None:
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read when cuBLAS starts
     torch.use_deterministic_algorithms(True)
     torch.backends.cudnn.benchmark = False
+
+
+PROC_STAT = Path("/proc/stat")
+
+
+def cpu_times(path: Path = PROC_STAT) -> dict[int, tuple[int, int]]:
+    """Per core, ``(idle, total)`` clock ticks since boot, from Linux's ``/proc/stat``."""
+    times = {}
+    for line in path.read_text().splitlines():
+        name, *fields = line.split()
+        if name.startswith("cpu") and name != "cpu":
+            ticks = [int(value) for value in fields[:8]]  # user nice system idle iowait irq softirq steal
+            times[int(name[3:])] = (ticks[3] + ticks[4], sum(ticks))
+    return times
+
+
+def idle_cores(before: dict[int, tuple[int, int]], after: dict[int, tuple[int, int]], cores: set[int]) -> float:
+    """How many of ``cores`` were idle between two :func:`cpu_times` readings (a fraction per core, summed)."""
+    idle = 0.0
+    for core in cores & before.keys() & after.keys():
+        idle_ticks = after[core][0] - before[core][0]
+        total_ticks = after[core][1] - before[core][1]
+        idle += idle_ticks / total_ticks if total_ticks > 0 else 1.0
+    return idle
+
+
+def free_cores(sample_seconds: float = 0.3) -> int:
+    """The cores this process may run on that are not busy with other programs right now.
+
+    Two OpenMP threads on one free core wait on each other and run several times slower
+    than one thread: so count the idle cores among those the process is allowed (its CPU
+    affinity), over a short sample of ``/proc/stat``. Where that file does not exist (not
+    Linux), all allowed cores count as free.
+    """
+    allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
+    try:
+        before = cpu_times()
+        time.sleep(sample_seconds)
+        after = cpu_times()
+    except (OSError, ValueError, IndexError):
+        return len(allowed)
+    return max(1, min(len(allowed), round(idle_cores(before, after, set(allowed)))))
+
+
+def set_threads(threads: int | None) -> int:
+    """Give PyTorch ``threads`` CPU threads, or, for None, one per free core (:func:`free_cores`).
+
+    An ``OMP_NUM_THREADS`` set by the user (as under ``torchrun``) is left as it is.
+
+    Returns:
+        The number of threads PyTorch now uses.
+    """
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be at least 1, got {threads}")
+    if threads is None and "OMP_NUM_THREADS" in os.environ:
+        return torch.get_num_threads()
+    torch.set_num_threads(threads if threads is not None else free_cores())
+    return torch.get_num_threads()

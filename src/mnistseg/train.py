@@ -350,6 +350,7 @@ def fit(
         f"training {recipe.name}: SimpleUNet width {recipe.base_width} ({count_parameters(run.final_model):,} "
         f"parameters), {run.train_size:,} train / {run.val_size:,} val images, {recipe.epochs} epochs, "
         f"{recipe.loader} loader, {recipe.precision} on {device}{processes}"
+        + (f" ({torch.get_num_threads()} CPU threads)" if device.type == "cpu" else "")
     )
     first_val_images = next(iter(run.val_batches))[0][:100].to(device)
     history = progress.history
