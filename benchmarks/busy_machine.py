@@ -16,7 +16,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import re
 import subprocess
 import sys
@@ -24,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from record import write_record
+from record import benchmark_parser, write_record
 
 TARGET_RATIO = 2.5
 
@@ -40,12 +39,7 @@ def train_fast(root: Path, out: Path, extra: list[str]) -> tuple[float, str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--root", type=Path, default=Path("data"), help="data root (default: data)")
-    parser.add_argument("--json", type=Path, default=Path("benchmarks/results/busy_machine.json"),
-                        help="result file (default: benchmarks/results/busy_machine.json)")  # fmt: skip
-    parser.add_argument("--train-args", nargs=argparse.REMAINDER, default=[],
-                        help="extra flags for mnistseg train, e.g. --subset 6000 (default: none)")  # fmt: skip
+    parser = benchmark_parser(__doc__, "busy_machine.json")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         idle, idle_header = train_fast(args.root, Path(scratch) / "idle", args.train_args)

@@ -14,7 +14,6 @@ a minute per run on 2 idle CPU cores. Usage::
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import subprocess
@@ -23,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from record import write_record
+from record import benchmark_parser, write_record
 
 # (name, flags for mnistseg train --preset fast); the first is the preset as it stands.
 VARIANTS = (
@@ -35,13 +34,8 @@ VARIANTS = (
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--root", type=Path, default=Path("data"), help="data root (default: data)")
+    parser = benchmark_parser(__doc__, "choices.json")
     parser.add_argument("--seeds", type=int, default=2, help="seeds 0..N-1 per variant (default: 2)")
-    parser.add_argument("--json", type=Path, default=Path("benchmarks/results/choices.json"),
-                        help="result file (default: benchmarks/results/choices.json)")  # fmt: skip
-    parser.add_argument("--train-args", nargs=argparse.REMAINDER, default=[],
-                        help="extra flags for every run, e.g. --subset 600 (default: none)")  # fmt: skip
     args = parser.parse_args()
     results = []
     with tempfile.TemporaryDirectory() as scratch:

@@ -6,6 +6,7 @@ module next to them.
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,3 +27,21 @@ def write_record(path: Path, **results: Any) -> None:
     }
     atomic_write_json(path, record)  # creates the folder; never a half-written result
     print(f"wrote {path}")
+
+
+def benchmark_parser(doc: str, result_name: str) -> argparse.ArgumentParser:
+    """A benchmark's parser with the flags they share: ``--root``, ``--json`` and ``--train-args``.
+
+    Args:
+        doc: the script's docstring; its first paragraph is the description.
+        result_name: the result file's name under ``benchmarks/results/``.
+    """
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    default = Path("benchmarks/results") / result_name
+    parser.add_argument("--root", type=Path, default=Path("data"), help="data root (default: data)")
+    parser.add_argument("--json", type=Path, default=default, help=f"result file (default: {default})")
+    parser.add_argument(
+        "--train-args", nargs=argparse.REMAINDER, default=[],
+        help="extra flags for every mnistseg train, e.g. --subset 600 for a smoke run (default: none); last",
+    )  # fmt: skip
+    return parser

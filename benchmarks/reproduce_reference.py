@@ -16,7 +16,6 @@ cores slows both several times. Usage::
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import subprocess
@@ -25,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from record import write_record
+from record import benchmark_parser, write_record
 
 # Validation counts per epoch from the article's training log; epoch 20's IoU and the test
 # counts from the article itself.
@@ -42,16 +41,11 @@ def iou(counts: dict[str, int]) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--root", type=Path, default=Path("data"), help="data root (default: data)")
+    parser = benchmark_parser(__doc__, "reproduce_reference.json")
     parser.add_argument("--epochs", type=int, default=2, help="epochs to train (default: 2)")
     parser.add_argument("--device", default="cpu", help="device for mnistseg train (default: cpu)")
     parser.add_argument("--test", action="store_true",
                         help="then score the best checkpoint on the test set, once (default: off)")  # fmt: skip
-    parser.add_argument("--json", type=Path, default=Path("benchmarks/results/reproduce_reference.json"),
-                        help="result file (default: benchmarks/results/reproduce_reference.json)")  # fmt: skip
-    parser.add_argument("--train-args", nargs=argparse.REMAINDER, default=[],
-                        help="extra flags for mnistseg train, e.g. --subset 600 (default: none)")  # fmt: skip
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as scratch:

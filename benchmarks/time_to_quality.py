@@ -32,7 +32,6 @@ Prints a table and writes everything to ``--json`` (default
 
 from __future__ import annotations
 
-import argparse
 import csv
 import itertools
 import json
@@ -59,7 +58,7 @@ from mnistseg.model import ModelConfig, SimpleUNet
 from mnistseg.recipes import Recipe, get_preset
 from mnistseg.resume import STATE_FILE, load_training_state
 from mnistseg.train import make_batches, train_one_epoch
-from record import write_record
+from record import benchmark_parser, write_record
 
 CPU = torch.device("cpu")
 TARGET_IOU = 0.9594  # the reference's published test IoU
@@ -262,25 +261,12 @@ def format_row(row: dict[str, Any] | None) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--root", type=Path, default=Path("data"), help="data root (default: data)")
-    parser.add_argument(
-        "--json",
-        type=Path,
-        default=Path("benchmarks/results/time_to_quality.json"),
-        help="result file (default: benchmarks/results/time_to_quality.json)",
-    )
+    parser = benchmark_parser(__doc__, "time_to_quality.json")
     parser.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 per preset (default: 1)")
     parser.add_argument("--device", default="cpu", help="where the presets train and are scored (default: cpu)")
     parser.add_argument("--reference-batches", type=int, default=30, help="timed reference batches (default: 30)")
     parser.add_argument("--skip-reference", action="store_true", help="do not time the reference (default: off)")
     parser.add_argument("--presets", nargs="+", default=["fast", "best"], help="presets to train (default: fast best)")
-    parser.add_argument(
-        "--train-args",
-        nargs=argparse.REMAINDER,
-        default=[],
-        help="extra flags for mnistseg train, e.g. --subset 600 --epochs 1 for a smoke run (default: none)",
-    )
     args = parser.parse_args()
     device = torch.device(args.device)
     on_cpu = device.type == "cpu"
