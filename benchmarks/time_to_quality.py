@@ -322,6 +322,10 @@ def main() -> None:
             f"  {name} on validation (last epoch): "
             + ", ".join(f"{kind} {mean_std([seed[kind] for seed in per_seed])['mean']:.4f}" for kind in per_seed[0])
         )
+        # Paired within each seed: the gain over the plain weights, and how much it varies by seed.
+        for kind in list(per_seed[0])[1:]:
+            gain = mean_std([seed[kind] - seed["raw"] for seed in per_seed])
+            print(f"    {kind} - raw: {gain['mean']:+.4f} ± {gain['std']:.4f}")
 
     breakdown = None
     if reference and "fast" in summaries:

@@ -91,6 +91,8 @@ def add_device(parser: argparse.ArgumentParser) -> None:
 def get_args_parser() -> argparse.ArgumentParser:
     """The parser of every subcommand, reusable by tests and scripts."""
     from mnistseg.datasets import DATASETS, preparable_names
+    from mnistseg.device import PRECISIONS
+    from mnistseg.inference import ENGINES
     from mnistseg.recipes import DEFAULT_PRESET, presets
 
     parser = OneLineArgumentParser(prog="mnistseg", description="Semantic segmentation on MNIST.")
@@ -130,7 +132,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         ("seed", {"type": int}, "seeds split, weights, order and augmentation"),
         ("subset", {"type": positive_int}, "train on the first N training images, split 5:1"),
         ("schedule", {"choices": ("constant", "onecycle")}, "learning-rate schedule"),
-        ("precision", {"choices": ("fp32", "bf16", "fp16")}, "autocast precision"),
+        ("precision", {"choices": PRECISIONS}, "autocast precision"),
         ("loader", {"choices": ("batched", "dataset")}, "in-memory batched path or per-item Dataset"),
         ("num_workers", {"type": int}, "DataLoader workers (--loader dataset)"),
         ("channels_last", {"action": switch}, "NHWC memory layout"),
@@ -158,7 +160,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         "--tta", action=argparse.BooleanOptionalAction, help="test-time shift averaging (default: as trained)"
     )
     evaluate.add_argument(
-        "--precision", choices=("fp32", "bf16", "fp16"),
+        "--precision", choices=PRECISIONS,
         help="autocast precision (default: as trained, with its memory layout; fp32 is the article's)",
     )  # fmt: skip
 
@@ -173,7 +175,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         help="dark ink on light paper? auto judges from the border (default: auto)",
     )  # fmt: skip
     predict.add_argument(
-        "--engine", choices=("torch", "onnx"), default="torch",
+        "--engine", choices=ENGINES, default="torch",
         help="run with PyTorch, or with ONNX Runtime on <checkpoint>/model.onnx (default: torch)",
     )  # fmt: skip
     predict.add_argument(
@@ -201,7 +203,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--port", type=port_number, default=8000, help="TCP port, 0 for any free one (default: 8000)")
     serve.add_argument(
-        "--engine", choices=("torch", "onnx"), default="torch",
+        "--engine", choices=ENGINES, default="torch",
         help="run with PyTorch, or with ONNX Runtime on <checkpoint>/model.onnx (default: torch)",
     )  # fmt: skip
     serve.add_argument("--device", default="cpu", help="where PyTorch runs: cpu, cuda, ... or auto (default: cpu)")

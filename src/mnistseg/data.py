@@ -325,6 +325,6 @@ def split_batches(
         count, scene_seed = TEST_SCENES, TEST_SCENE_SEED
     else:
         count, scene_seed = max(1, round(len(labels) * SCENES_PER_DIGIT)), seed + (11 if training else 12)
-    scenes, masks = make_scenes(images, labels, count, scene_seed, threshold)
+    scenes, masks = make_scenes(images, labels, count, scene_seed, threshold, size=spec.image_size)
     no_labels = torch.zeros(count, dtype=torch.int64)  # the masks carry the classes
     return BatchedLoader(scenes, no_labels, batch_size, threshold, masks=masks, **common)

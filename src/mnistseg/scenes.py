@@ -21,9 +21,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from mnistseg.datasets import DEFAULT_THRESHOLD
+from mnistseg.datasets import DEFAULT_THRESHOLD, get_dataset
 
-SCENE_SIZE = 64
+SCENE_SIZE = get_dataset("scenes").image_size  # 64: the registry says it, once
 DIGITS_PER_SCENE = (1, 5)
 TEST_SCENES = 2000
 SCENES_PER_DIGIT = 1 / 3  # as many scenes as a third of the split's digits (about 3 digits a scene)
