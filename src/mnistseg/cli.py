@@ -239,7 +239,7 @@ def resumed_run(args: argparse.Namespace, overrides: dict[str, object]) -> tuple
 
 def run_train(args: argparse.Namespace) -> None:
     from mnistseg.device import set_threads, use_deterministic_algorithms
-    from mnistseg.distributed import setup, teardown
+    from mnistseg.distributed import barrier, setup, teardown
     from mnistseg.recipes import DEFAULT_PRESET, get_preset
     from mnistseg.train import fit
 
@@ -257,6 +257,7 @@ def run_train(args: argparse.Namespace) -> None:
     context, device = setup(args.device)
     try:
         record = fit(recipe, root, out, device, context=context, resume=args.resume is not None)
+        barrier(context)
     finally:
         teardown(context)
     if context.is_main and record.best is not None:
@@ -267,7 +268,7 @@ def run_train(args: argparse.Namespace) -> None:
 
 def run_evaluate(args: argparse.Namespace) -> None:
     from mnistseg.device import set_threads
-    from mnistseg.distributed import setup, teardown
+    from mnistseg.distributed import barrier, setup, teardown
     from mnistseg.evaluate import evaluate_checkpoint, format_table
 
     set_threads(args.threads)
@@ -283,6 +284,7 @@ def run_evaluate(args: argparse.Namespace) -> None:
             context=context,
             precision=args.precision,
         )
+        barrier(context)
     finally:
         teardown(context)
     if not context.is_main:

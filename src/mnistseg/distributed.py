@@ -82,7 +82,11 @@ def setup(device_name: str) -> tuple[DistributedContext, torch.device]:
 
 
 def teardown(context: DistributedContext) -> None:
-    """Leave the process group (a no-op for one process)."""
+    """Leave the process group (a no-op for one process).
+
+    After a run that went well, call ``barrier`` first: a rank that tears Gloo down while
+    a peer is still at work can abort ("terminate called without an active exception").
+    """
     if context.enabled and dist.is_initialized():
         dist.destroy_process_group()
 
