@@ -46,7 +46,7 @@ def test_train_writes_checkpoint_metrics_and_figures(trained: Path) -> None:
         tp, fp, fn = int(row["tp"]), int(row["fp"]), int(row["fn"])
         assert float(row["iou"]) == pytest.approx(tp / (tp + fp + fn))
     config = json.loads((trained / "config.json").read_text())
-    assert config["model"] == {"in_channels": 1, "num_classes": 11, "base_width": 16}
+    assert config["model"] == {"in_channels": 1, "num_classes": 11, "base_width": 16, "widths": None, "input_to_head": False}
     assert config["recipe"]["name"] == "fast" and config["recipe"]["subset"] == 600
     assert config["class_names"][0] == "background" and len(config["class_names"]) == 11
     # The best checkpoint is the epoch with the highest validation IoU (the first, on a tie).
@@ -89,3 +89,39 @@ def test_figures_command(data_root: Path, tmp_path: Path) -> None:
 def test_data_command_is_idempotent(data_root: Path) -> None:
     result = mnistseg("data", "--root", data_root)
     assert result.returncode == 0 and "SHA-256 verified" in result.stdout
+
+
+def test_a_network_variant_trains_exports_and_predicts(data_root: Path, tmp_path: Path) -> None:
+    import torch
+
+    from mnistseg.checkpoint import load_model, read_record
+    from mnistseg.export import export_onnx
+
+    out = tmp_path / "variant"
+    result = mnistseg("train", "--root", data_root, "--out", out, "--subset", 120, "--widths", "4,8,16",
+                      "--input-to-head", "--device", "cpu")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "widths 4/8/16 + input at the head (7,602 parameters)" in result.stdout
+    model, record = load_model(out)
+    assert (model.config.level_widths, model.config.input_to_head) == ((4, 8, 16), True)
+    assert record.recipe.widths == (4, 8, 16)
+    pytest.importorskip("onnxruntime")
+    from mnistseg.inference import OnnxModel
+
+    images = torch.rand(3, 1, 28, 28)
+    with torch.inference_mode():
+        expected = model(images)
+    assert (OnnxModel(export_onnx(out, tmp_path / "variant.onnx"))(images) - expected).abs().max() < 1e-3
+    page = Image.new("L", (60, 40), 255)
+    page.paste(0, (20, 8, 26, 32))  # a "1" as a black bar
+    page.save(tmp_path / "one.png")
+    predicted = mnistseg("predict", tmp_path / "one.png", "--checkpoint", out, "--out", tmp_path / "predictions")
+    assert predicted.returncode == 0, predicted.stderr
+
+    # A config.json from before the variants (no widths, no input_to_head) still reads.
+    config = json.loads((out / "config.json").read_text())
+    for section in (config["model"], config["recipe"]):
+        del section["widths"], section["input_to_head"]
+    (out / "config.json").write_text(json.dumps(config))
+    assert read_record(out).model == read_record(out).recipe.model
+    assert read_record(out).model.level_widths == (4, 8, 16)  # base_width 4: 4/8/16 as before

@@ -69,3 +69,35 @@ def test_wrong_channel_count_and_bad_arguments_are_refused() -> None:
         SimpleUNet(base_width=0)
     with pytest.raises(ValueError, match="num_classes"):
         SimpleUNet(num_classes=1)
+
+
+def test_widths_per_level_and_the_input_at_the_head() -> None:
+    # Counted by hand as above, for widths 4/8/16 with the 1-channel input at the head:
+    #   encoder 1: 9*4+4 + 9*4*4+8 = 192;  encoder 2: 9*4*8+16 + 9*8*8+16 = 896
+    #   bottleneck: 9*8*16+32 + 9*16*16+32 = 3,520;  decoder 1: 9*24*8+16 + 9*8*8+16 = 2,336
+    #   decoder 2: 9*12*4+8 + 9*4*4+8 = 592;  head: (4+1)*11+11 = 66;  total 7,602
+    model = SimpleUNet(widths=(4, 8, 16), input_to_head=True)
+    assert count_parameters(model) == 7_602
+    assert (model.encoder[1][1].out_channels, model.bottleneck[1].out_channels) == (8, 16)
+    assert model.head.in_channels == 5
+    images = torch.rand(2, 1, 28, 28)
+    assert model(images).shape == (2, 11, 28, 28)
+    assert model.config == ModelConfig(1, 11, 4, (4, 8, 16), True)
+    assert model.config.base_width == 4 and model.config.level_widths == (4, 8, 16)
+    assert SimpleUNet.from_config(ModelConfig(**{**vars(model.config), "widths": [4, 8, 16]})).config == model.config
+    # The default is still the article's network, variant fields off.
+    assert SimpleUNet().config == ModelConfig(1, 11, 64, None, False)
+
+
+def test_the_bottleneck_works_at_a_quarter_of_the_size() -> None:
+    model = SimpleUNet(base_width=4)
+    sizes = []
+    model.bottleneck.register_forward_hook(lambda module, inputs, output: sizes.append(tuple(output.shape)))
+    model(torch.rand(1, 1, 28, 28))
+    assert sizes == [(1, 16, 7, 7)]  # 28 -> 14 -> 7
+
+
+def test_bad_widths_are_refused() -> None:
+    for widths in ((4, 8), (4, 0, 16), (4, 8.5, 16)):
+        with pytest.raises(ValueError, match="widths must be three positive integers"):
+            SimpleUNet(widths=widths)  # type: ignore[arg-type]

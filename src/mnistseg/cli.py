@@ -46,6 +46,14 @@ def positive_int(text: str) -> int:
     return value
 
 
+def level_widths(text: str) -> tuple[int, int, int]:
+    """argparse type: three positive integers, e.g. ``8,24,64``."""
+    parts = text.split(",")
+    if len(parts) != 3:
+        raise argparse.ArgumentTypeError(f"expected three comma-separated widths like 8,24,64, got {text!r}")
+    return tuple(positive_int(part) for part in parts)  # type: ignore[return-value]
+
+
 def positive_float(text: str) -> float:
     """argparse type: a finite number greater than 0."""
     try:
@@ -128,7 +136,9 @@ def get_args_parser() -> argparse.ArgumentParser:
         ("epochs", {"type": positive_int}, "passes over the training split"),
         ("batch_size", {"type": positive_int}, "images per optimizer step"),
         ("lr", {"type": positive_float}, "Adam's learning rate (the one-cycle peak)"),
-        ("base_width", {"type": positive_int}, "U-Net channels at full resolution"),
+        ("base_width", {"type": positive_int}, "U-Net channels at full resolution (x2, x4 deeper)"),
+        ("widths", {"type": level_widths, "metavar": "FULL,HALF,QUARTER"}, "U-Net channels per level instead"),
+        ("input_to_head", {"action": switch}, "the 1x1 head also sees the input image"),
         ("seed", {"type": int}, "seeds split, weights, order and augmentation"),
         ("subset", {"type": positive_int}, "train on the first N training images, split 5:1"),
         ("schedule", {"choices": ("constant", "onecycle")}, "learning-rate schedule"),

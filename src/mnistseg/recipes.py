@@ -33,7 +33,10 @@ class Recipe:
         epochs: passes over the training split.
         batch_size: images per optimizer step.
         lr: Adam's learning rate (the peak of the one-cycle schedule).
-        base_width: the U-Net's channels at full resolution.
+        base_width: the U-Net's channels at full resolution (x2, x4 at the next levels).
+        widths: the U-Net's channels per level (full, half, quarter size) instead; None for
+            ``base_width``'s. When given, ``base_width`` is ``widths[0]``.
+        input_to_head: the U-Net's 1x1 head also sees the input image.
         schedule: "constant" or "onecycle" (warm up, then anneal to ~0, per step).
         precision: "fp32", "bf16" or "fp16" autocast.
         loader: "batched" (in-memory, batch augmentation) or "dataset" (per-item).
@@ -61,6 +64,8 @@ class Recipe:
     batch_size: int = 100
     lr: float = 1e-3
     base_width: int = 64
+    widths: tuple[int, int, int] | None = None
+    input_to_head: bool = False
     schedule: str = "constant"
     precision: str = "fp32"
     loader: str = "dataset"
@@ -104,11 +109,14 @@ class Recipe:
             raise ValueError(f"{self.dataset} is made in memory: it trains with the batched loader (--loader batched)")
         if self.augment and not spec.augment:
             raise ValueError(f"{self.dataset} trains without augmentation (add --no-augment)")
+        model = self.model  # validates the network's fields, and reads widths from JSON lists
+        object.__setattr__(self, "widths", model.widths)
+        object.__setattr__(self, "base_width", model.base_width)
 
     @property
     def model(self) -> ModelConfig:
         """The model this recipe trains."""
-        return ModelConfig(in_channels=1, num_classes=NUM_CLASSES, base_width=self.base_width)
+        return ModelConfig(1, NUM_CLASSES, self.base_width, self.widths, self.input_to_head)
 
 
 def presets() -> dict[str, Recipe]:

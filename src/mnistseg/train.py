@@ -347,7 +347,8 @@ def fit(
             atomic_write_text(out / "metrics.csv", metrics_csv(progress.history))
     processes = f" x {context.world_size} processes" if context.enabled else ""
     log(
-        f"training {recipe.name}: SimpleUNet width {recipe.base_width} ({count_parameters(run.final_model):,} "
+        f"training {recipe.name}: SimpleUNet widths {'/'.join(map(str, recipe.model.level_widths))}"
+        f"{' + input at the head' if recipe.input_to_head else ''} ({count_parameters(run.final_model):,} "
         f"parameters), {run.train_size:,} train / {run.val_size:,} val images, {recipe.epochs} epochs, "
         f"{recipe.loader} loader, {recipe.precision} on {device}{processes}"
         + (f" ({torch.get_num_threads()} CPU threads)" if device.type == "cpu" else "")
