@@ -46,7 +46,9 @@ def test_train_writes_checkpoint_metrics_and_figures(trained: Path) -> None:
         tp, fp, fn = int(row["tp"]), int(row["fp"]), int(row["fn"])
         assert float(row["iou"]) == pytest.approx(tp / (tp + fp + fn))
     config = json.loads((trained / "config.json").read_text())
-    assert config["model"] == {"in_channels": 1, "num_classes": 11, "base_width": 16, "widths": None, "input_to_head": False}
+    assert config["model"] == {
+        "in_channels": 1, "num_classes": 11, "base_width": 16, "widths": None, "input_to_head": False,
+    }  # fmt: skip
     assert config["recipe"]["name"] == "fast" and config["recipe"]["subset"] == 600
     assert config["class_names"][0] == "background" and len(config["class_names"]) == 11
     # The best checkpoint is the epoch with the highest validation IoU (the first, on a tie).

@@ -55,7 +55,7 @@ class ModelConfig:
         if self.widths is not None:
             widths = tuple(self.widths)  # JSON gives a list
             if len(widths) != 3 or not all(isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in widths):
-                raise ValueError(f"widths must be three positive integers (full, half, quarter size), got {self.widths!r}")
+                raise ValueError(f"widths must be three positive integers (full, half, quarter), got {self.widths!r}")
             object.__setattr__(self, "widths", widths)
             object.__setattr__(self, "base_width", widths[0])
         if not isinstance(self.input_to_head, bool):
