@@ -103,3 +103,34 @@ def test_bad_masks_are_refused() -> None:
         confusion_matrix(torch.zeros(1, 11, 2, 2), torch.zeros(1, 11, 2, 2), 11)
     with pytest.raises(ValueError, match="class ids"):
         confusion_matrix(torch.full((1, 2, 2), 11), torch.zeros(1, 2, 2, dtype=torch.int64), 11)
+
+
+def test_the_error_breakdown_on_a_hand_counted_example() -> None:
+    from mnistseg.metrics import error_breakdown, per_image_counts, vote_by_region
+
+    # A "2" (class 3) of four pixels. The prediction: one pixel right, three given "3"
+    # (class 4), a background pixel at intensity 0.18 given 2 (near the 0.2 threshold),
+    # and a speck at 0.5 given 4 (class 5), far from the digit.
+    target = torch.tensor([[[0, 3, 3, 0], [0, 3, 3, 0], [0, 0, 0, 0], [0, 0, 0, 0]]])
+    predicted = torch.tensor([[[0, 3, 4, 0], [3, 4, 4, 0], [0, 0, 0, 0], [0, 0, 0, 5]]])
+    images = torch.tensor([[[0, 0.9, 0.9, 0], [0.18, 0.9, 0.9, 0], [0, 0, 0, 0], [0, 0, 0, 0.5]]])
+    assert per_image_counts(predicted, target).tolist() == [[1, 5, 3]]
+    # The 5-pixel region votes 4 (three 4s against two 3s); the speck is its own region.
+    assert vote_by_region(predicted, 11).tolist() == [[[0, 4, 4, 0], [4, 4, 4, 0], [0, 0, 0, 0], [0, 0, 0, 5]]]
+    assert error_breakdown(images, target, predicted, threshold=0.2) == {
+        "fp": 5, "fn": 3,  # = fg_bg + 2 * wrong_digit
+        "fg_bg": 2, "fg_bg_near_threshold": 1, "wrong_digit": 3,
+        "misread_images": 1, "misread_pixels": 3,  # most of the digit reads 3, not 2
+        "split_regions": 1, "split_minority_pixels": 2,
+        "voted_tp": 0, "voted_fp": 6, "voted_fn": 4, "voted_iou": 0.0,
+    }  # fmt: skip
+
+
+def test_per_image_counts_sum_to_the_confusion_totals() -> None:
+    from mnistseg.metrics import per_image_counts
+
+    generator = torch.Generator().manual_seed(0)
+    predicted = torch.randint(0, 11, (5, 6, 7), generator=generator)
+    target = torch.randint(0, 11, (5, 6, 7), generator=generator)
+    tp, fp, fn = foreground_counts(confusion_matrix(predicted, target, 11))
+    assert per_image_counts(predicted, target).sum(dim=0).tolist() == [int(tp.sum()), int(fp.sum()), int(fn.sum())]

@@ -23,7 +23,9 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
+from scipy import ndimage
 from torch import Tensor
 
 
@@ -163,4 +165,138 @@ def summarize(confusion: Tensor, names: Sequence[str]) -> dict[str, Any]:
         "iou": _number_or_none(float(iou_score(total_tp, total_fp, total_fn))),
         "dice": _number_or_none(float(dice_score(total_tp, total_fp, total_fn))),
         "per_class": per_class,
+    }
+
+
+def per_image_counts(predicted: Tensor, target: Tensor) -> Tensor:
+    """TP, FP and FN over the foreground classes, one row per image.
+
+    Args:
+        predicted: int ``[N, H, W]`` predicted class ids (0 is background).
+        target: int ``[N, H, W]`` true class ids.
+
+    Returns:
+        int64 ``[N, 3]``: ``(tp, fp, fn)`` of each image; the rows sum to the totals of
+        :func:`foreground_counts`.
+    """
+    if predicted.shape != target.shape or predicted.dim() != 3:
+        raise ValueError(f"expected two [N, H, W] masks of one shape, got {list(predicted.shape)}, {list(target.shape)}")
+    same = predicted == target
+    tp = (same & (target > 0)).sum(dim=(1, 2))
+    fp = (~same & (predicted > 0)).sum(dim=(1, 2))
+    fn = (~same & (target > 0)).sum(dim=(1, 2))
+    return torch.stack([tp, fp, fn], dim=1).to(torch.int64)
+
+
+def label_regions(masks: Tensor) -> tuple[np.ndarray, int]:
+    """Number the connected patches of foreground (8-connected) of each mask.
+
+    Args:
+        masks: int ``[N, H, W]`` class ids; every id above 0 is foreground. A region may
+            hold several classes: connectivity ignores which digit a pixel was given.
+
+    Returns:
+        ``(regions, count)``: int32 ``[N, H, W]`` numpy array, 0 on background and
+        1..count on the regions, numbered across the whole batch (none spans two images).
+    """
+    structure = np.zeros((3, 3, 3), dtype=bool)
+    structure[1] = True  # the 8 neighbours within an image, none in the images before or after
+    regions, count = ndimage.label(masks.cpu().numpy() > 0, structure=structure)
+    return regions, int(count)
+
+
+def region_majorities(masks: Tensor, num_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each foreground region's pixel count per class.
+
+    Returns:
+        ``(regions [N, H, W], votes [count + 1, num_classes], winners [count + 1])``:
+        :func:`label_regions`' numbering, the pixels of each class in each region (row 0:
+        background), and each region's most frequent class (0 for row 0).
+    """
+    regions, count = label_regions(masks)
+    classes = masks.cpu().numpy().astype(np.int64)
+    votes = np.zeros((count + 1, num_classes), dtype=np.int64)
+    np.add.at(votes, (regions.ravel(), classes.ravel()), 1)
+    votes[0] = 0
+    winners = votes.argmax(axis=1)
+    return regions, votes, winners
+
+
+def vote_by_region(masks: Tensor, num_classes: int) -> Tensor:
+    """Give every connected foreground region the class most of its pixels have.
+
+    A digit written as one stroke is one region, so a few pixels given another digit
+    inside it are outvoted. Two touching digits are one region too, and take one class:
+    use it for images of separate digits.
+
+    Args:
+        masks: int64 ``[N, H, W]`` predicted class ids.
+        num_classes: classes, background included.
+
+    Returns:
+        int64 ``[N, H, W]``, background unchanged.
+    """
+    regions, _, winners = region_majorities(masks, num_classes)
+    return torch.from_numpy(winners[regions]).to(masks.device, torch.int64)
+
+
+def error_breakdown(
+    images: Tensor, target: Tensor, predicted: Tensor, threshold: float, margin: float = 0.05
+) -> dict[str, int | float]:
+    """Where the FP and FN pixels come from, for single-digit images such as MNIST.
+
+    Every wrong pixel is one of two kinds: foreground and background disagree (one FP or
+    one FN), or a foreground pixel gets the wrong digit (one FP *and* one FN). So
+    ``fp + fn == fg_bg + 2 * wrong_digit``.
+
+    Args:
+        images: float ``[N, 1, H, W]`` or ``[N, H, W]`` intensities in 0..1.
+        target: int ``[N, H, W]`` true class ids (one digit per image).
+        predicted: int ``[N, H, W]`` predicted class ids.
+        threshold: the data set's foreground threshold.
+        margin: fg/bg errors with an intensity within this of ``threshold`` are "near".
+
+    Returns:
+        ``fp``, ``fn``; ``fg_bg`` and ``fg_bg_near_threshold`` (pixels); ``wrong_digit``
+        (pixels); ``misread_images`` (the majority of the predicted digit pixels on the
+        true digit is another digit, or there are none) and ``misread_pixels`` (their
+        wrong-digit pixels); ``split_regions`` (predicted regions holding two or more
+        digits) and ``split_minority_pixels`` (pixels outvoted in them); and ``tp``,
+        ``fp``, ``fn`` and ``iou`` after :func:`vote_by_region`.
+    """
+    images = images.reshape(target.shape).float()
+    true_fg, predicted_fg = target > 0, predicted > 0
+    fg_bg = true_fg != predicted_fg
+    wrong_digit = true_fg & predicted_fg & (predicted != target)
+    counts = per_image_counts(predicted, target).sum(dim=0)
+
+    num_classes = int(max(target.max(), predicted.max())) + 1
+    on_digit = torch.where(true_fg & predicted_fg, predicted, 0).reshape(len(target), -1)
+    per_image_votes = torch.zeros(len(target), num_classes, dtype=torch.int64).scatter_add_(
+        1, on_digit.cpu(), torch.ones_like(on_digit, dtype=torch.int64).cpu()
+    )
+    per_image_votes[:, 0] = 0
+    true_class = target.reshape(len(target), -1).max(dim=1).values.cpu()
+    misread = (per_image_votes.argmax(dim=1) != true_class) | (per_image_votes.sum(dim=1) == 0)
+    misread &= true_class > 0  # an image with no digit pixels cannot be misread
+
+    _, votes, winners = region_majorities(predicted, num_classes)
+    classes_per_region = (votes[1:] > 0).sum(axis=1)
+    minority = votes[1:].sum(axis=1) - votes[1:][np.arange(len(winners) - 1), winners[1:]]
+
+    voted = per_image_counts(vote_by_region(predicted, num_classes), target).sum(dim=0)
+    return {
+        "fp": int(counts[1]),
+        "fn": int(counts[2]),
+        "fg_bg": int(fg_bg.sum()),
+        "fg_bg_near_threshold": int((fg_bg & ((images - threshold).abs() <= margin)).sum()),
+        "wrong_digit": int(wrong_digit.sum()),
+        "misread_images": int(misread.sum()),
+        "misread_pixels": int(wrong_digit.reshape(len(target), -1).sum(dim=1).cpu()[misread].sum()),
+        "split_regions": int((classes_per_region >= 2).sum()),
+        "split_minority_pixels": int(minority.sum()),
+        "voted_tp": int(voted[0]),
+        "voted_fp": int(voted[1]),
+        "voted_fn": int(voted[2]),
+        "voted_iou": float(iou_score(voted[0], voted[1], voted[2])),
     }
