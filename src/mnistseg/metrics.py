@@ -180,7 +180,9 @@ def per_image_counts(predicted: Tensor, target: Tensor) -> Tensor:
         :func:`foreground_counts`.
     """
     if predicted.shape != target.shape or predicted.dim() != 3:
-        raise ValueError(f"expected two [N, H, W] masks of one shape, got {list(predicted.shape)}, {list(target.shape)}")
+        raise ValueError(
+            f"expected two [N, H, W] masks of one shape, got {list(predicted.shape)} and {list(target.shape)}"
+        )
     same = predicted == target
     tp = (same & (target > 0)).sum(dim=(1, 2))
     fp = (~same & (predicted > 0)).sum(dim=(1, 2))
