@@ -152,8 +152,8 @@ def validation_ablations(out: Path, root: Path, device: torch.device) -> dict[st
         model.load_state_dict(state)
         model = model.to(device, memory_format=torch.channels_last if recipe.channels_last else torch.preserve_format)
         for tta in (False, True):
-            _, confusion = evaluate(model, val_batches, len(names), device, recipe.precision, recipe.channels_last, tta)
-            result[f"{kind}{' + shifts' if tta else ''}"] = summarize(confusion, names)["iou"]
+            scored = evaluate(model, val_batches, len(names), device, recipe.precision, recipe.channels_last, tta)
+            result[f"{kind}{' + shifts' if tta else ''}"] = summarize(scored.confusion, names)["iou"]
     return result
 
 

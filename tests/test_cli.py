@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -36,6 +37,9 @@ def trained(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     result = mnistseg("train", "--root", data_root, "--out", out, "--subset", 600, "--epochs", 2, "--device", "cpu")
     assert result.returncode == 0, result.stderr
     assert "epoch  2/2" in result.stdout
+    # Output to a pipe, not a terminal: plain progress lines during each epoch, every ~10%.
+    progress = re.findall(r"epoch 1/2 +([\d,]+)/500 images +[\d,]+ img/s +loss \d\.\d{4} +\d+ s left", result.stdout)
+    assert len(progress) >= 8 and int(progress[0]) < int(progress[-1]) < 500, result.stdout
     return out
 
 
@@ -77,6 +81,18 @@ def test_evaluate_counts_every_test_pixel(trained: Path, data_root: Path, tmp_pa
     assert sum(row["tp"] for row in summary["per_class"].values()) == summary["tp"]
     assert f"TP {summary['tp']:,}" in result.stdout
     assert_valid_png(trained / "test_overlay.png")
+    # The full 11x11 confusion: every test pixel once; its off-background column and row sums are the counts.
+    confusion = summary["confusion"]
+    assert len(confusion) == 11 and all(len(row) == 11 for row in confusion)
+    assert sum(map(sum, confusion)) == len(images) * 28 * 28
+    assert sum(confusion[c][c] for c in range(1, 11)) == summary["tp"]
+    assert sum(confusion[t][p] for t in range(11) for p in range(1, 11) if t != p) == summary["fp"]
+    # The hardest images: the lowest IoUs, in order, each re-counted from the true mask.
+    hardest = summary["hardest_images"]
+    assert len(hardest) == 12 and [row["iou"] for row in hardest] == sorted(row["iou"] for row in hardest)
+    assert hardest[-1]["iou"] <= summary["iou"]
+    for name in ("confusion_matrix.png", "hardest_test_digits.png"):  # beside the overlay
+        assert_valid_png(trained / name)
 
 
 def test_figures_command(data_root: Path, tmp_path: Path) -> None:

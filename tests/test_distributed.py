@@ -89,6 +89,8 @@ def test_two_processes_train_and_their_evaluation_counts_equal_one_process(data_
     two, one = (json.loads((tmp_path / name).read_text()) for name in ("two.json", "one.json"))
     assert (two["tp"], two["fp"], two["fn"]) == (one["tp"], one["fp"], one["fn"])
     assert two["per_class"] == one["per_class"]
+    # The per-image counts were gathered back into the split's order: the same hardest images.
+    assert two["confusion"] == one["confusion"] and two["hardest_images"] == one["hardest_images"]
     test_images, _ = load_arrays(data_root, train=False)
     assert two["tp"] + two["fn"] == int((test_images.float() / 255 > 0.2).sum())
 

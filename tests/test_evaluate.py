@@ -7,7 +7,7 @@ import torch
 
 from mnistseg.evaluate import evaluate, format_table
 from mnistseg.inference import TTA_SHIFTS, predict_logits, shift_images
-from mnistseg.metrics import confusion_matrix, summarize
+from mnistseg.metrics import confusion_matrix, per_image_counts, summarize, vote_by_region
 from mnistseg.model import SimpleUNet
 
 
@@ -55,11 +55,16 @@ def test_evaluate_sums_batches_like_one_big_count() -> None:
     images = torch.rand(12, 1, 28, 28)
     masks = torch.randint(0, 11, (12, 28, 28))
     batches = list(zip(images.split(5), masks.split(5), strict=True))
-    loss, confusion = evaluate(model, batches, 11, torch.device("cpu"))
+    result = evaluate(model, batches, 11, torch.device("cpu"))
+    loss, confusion = result.loss, result.confusion
     with torch.inference_mode():
         logits = model.eval()(images)
     assert torch.equal(confusion, confusion_matrix(logits.argmax(1), masks, 11))
     assert loss == pytest.approx(torch.nn.functional.cross_entropy(logits, masks).item(), rel=1e-5)
+    assert torch.equal(result.per_image, per_image_counts(logits.argmax(1), masks))  # in the images' order
+    voted = evaluate(model, batches, 11, torch.device("cpu"), vote=True)
+    assert torch.equal(voted.confusion, confusion_matrix(vote_by_region(logits.argmax(1), 11), masks, 11))
+    assert voted.loss == result.loss  # the vote changes the masks, not the logits
     with pytest.raises(ValueError, match="no batches"):
         evaluate(model, [], 11, torch.device("cpu"))
 
@@ -69,3 +74,19 @@ def test_format_table_lists_every_class_and_the_total() -> None:
     table = format_table(summarize(confusion_matrix(target, target, 3), ["background", "a", "b"]))
     lines = table.splitlines()
     assert lines[1].split()[:4] == ["a", "1", "0", "0"] and lines[-1].split()[:4] == ["all", "3", "0", "0"]
+
+
+def test_the_hardest_images_are_those_with_the_lowest_iou() -> None:
+    from mnistseg.evaluate import hardest_images, image_iou, majority_class
+
+    per_image = torch.tensor([
+        [9, 1, 0],  # IoU 0.9
+        [0, 0, 0],  # no digit, none predicted: 1.0, never "hard"
+        [1, 2, 1],  # 0.25
+        [0, 5, 5],  # 0.0: misread as a whole
+        [1, 1, 2],  # 0.25, after image 2 on the tie
+    ])  # fmt: skip
+    assert hardest_images(per_image, 3).tolist() == [3, 2, 4]
+    assert [image_iou(row) for row in per_image] == [0.9, 1.0, 0.25, 0.0, 0.25]
+    assert majority_class(torch.tensor([[0, 4, 4], [2, 4, 0]])) == 4
+    assert majority_class(torch.zeros(2, 2, dtype=torch.int64)) == 0

@@ -98,6 +98,31 @@ def all_reduce_sum(tensor: torch.Tensor, context: DistributedContext) -> torch.T
     return tensor
 
 
+def gather_interleaved(tensor: torch.Tensor, total: int, context: DistributedContext) -> torch.Tensor:
+    """Put back together rows that ranks took in turns (rank r held rows r, r + world_size, ...).
+
+    Args:
+        tensor: this rank's rows ``[n_r, ...]``, in its order.
+        total: the rows of all ranks together.
+        context: who this rank is.
+
+    Returns:
+        ``[total, ...]`` in the original order, on every rank (``tensor`` itself for one process).
+    """
+    if not context.enabled:
+        return tensor
+    longest = -(-total // context.world_size)
+    padded = tensor.new_zeros((longest, *tensor.shape[1:]))
+    padded[: len(tensor)] = tensor
+    parts = [torch.empty_like(padded) for _ in range(context.world_size)]
+    dist.all_gather(parts, padded)
+    whole = tensor.new_zeros((total, *tensor.shape[1:]))
+    for rank, part in enumerate(parts):
+        rows = len(range(rank, total, context.world_size))
+        whole[rank :: context.world_size] = part[:rows]
+    return whole
+
+
 def barrier(context: DistributedContext) -> None:
     """Wait until every rank gets here (a no-op for one process)."""
     if context.enabled:

@@ -8,21 +8,38 @@ count per batch, summed.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from mnistseg.data import load_arrays, masks_from_images, split_batches
+from mnistseg.data import BatchedLoader, load_arrays, masks_from_images, split_batches
 from mnistseg.device import set_float32_precision
-from mnistseg.distributed import DistributedContext, all_reduce_sum
-from mnistseg.figures import save_overlay_grid
+from mnistseg.distributed import DistributedContext, all_reduce_sum, gather_interleaved
+from mnistseg.figures import save_confusion_matrix, save_hardest_images, save_overlay_grid
 from mnistseg.files import atomic_write_json
 from mnistseg.inference import load_for_inference, predict_logits
-from mnistseg.metrics import confusion_matrix, summarize
+from mnistseg.metrics import confusion_matrix, per_image_counts, summarize, vote_by_region
 
 EVAL_BATCH_SIZE = 1000
+HARDEST_COUNT = 12  # images in hardest_test_digits.png
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What :func:`evaluate` counted over a split.
+
+    Attributes:
+        loss: mean cross-entropy per pixel.
+        confusion: int64 ``[C, C]``; ``[t, p]`` counts pixels of true class t predicted p.
+        per_image: int64 ``[N, 3]``: TP, FP, FN of each image, in the split's order.
+    """
+
+    loss: float
+    confusion: Tensor
+    per_image: Tensor
 
 
 @torch.inference_mode()  # no autograd bookkeeping: faster and lighter than no_grad
@@ -35,8 +52,9 @@ def evaluate(
     channels_last: bool = False,
     tta: bool = False,
     context: DistributedContext | None = None,
-) -> tuple[float, Tensor]:
-    """Mean cross-entropy and the summed confusion matrix over a split.
+    vote: bool = False,
+) -> Evaluation:
+    """Mean cross-entropy, the summed confusion matrix and per-image counts over a split.
 
     Args:
         model: the network; put in eval mode here (BatchNorm uses its running stats).
@@ -46,28 +64,38 @@ def evaluate(
         precision: "fp32", "bf16" or "fp16" autocast.
         channels_last: feed the model NHWC tensors.
         tta: average logits over 1-pixel shifts (:func:`predict_logits`).
-        context: under torchrun, each rank counts its shard and the sums are all-reduced,
-            so every rank returns the totals of the whole split.
+        context: under torchrun, each rank counts its shard and the sums are all-reduced
+            (the per-image rows gathered), so every rank returns those of the whole split.
+        vote: give each connected foreground region its majority class
+            (:func:`~mnistseg.metrics.vote_by_region`) before counting; the loss is the logits'.
 
     Returns:
-        ``(mean loss per pixel, confusion int64 [C, C] on the CPU)``.
+        An :class:`Evaluation`, its tensors on the CPU.
     """
     model.eval()
     criterion = nn.CrossEntropyLoss(reduction="sum")
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
-    loss_and_pixels = torch.zeros(2, dtype=torch.float64, device=device)  # (summed loss, pixel count)
+    loss_and_pixels = torch.zeros(3, dtype=torch.float64, device=device)  # (summed loss, pixels, images)
+    per_image = []
     for images, masks in batches:
         images, masks = images.to(device, non_blocking=True), masks.to(device, non_blocking=True)
         logits = predict_logits(model, images, precision, channels_last, tta)  # (B, C, H, W)
         loss_and_pixels[0] += criterion(logits, masks)  # stays on the device: no sync per batch
         loss_and_pixels[1] += masks.numel()
-        confusion += confusion_matrix(logits.argmax(dim=1), masks, num_classes)
+        loss_and_pixels[2] += len(masks)
+        predicted = logits.argmax(dim=1)  # (B, H, W)
+        if vote:
+            predicted = vote_by_region(predicted, num_classes)
+        confusion += confusion_matrix(predicted, masks, num_classes)
+        per_image.append(per_image_counts(predicted, masks))
+    if loss_and_pixels[1] == 0:
+        raise ValueError("evaluate() was given no batches")
+    rows = torch.cat(per_image)
     if context is not None:
         all_reduce_sum(confusion, context)
         all_reduce_sum(loss_and_pixels, context)
-    if loss_and_pixels[1] == 0:
-        raise ValueError("evaluate() was given no batches")
-    return (loss_and_pixels[0] / loss_and_pixels[1]).item(), confusion.cpu()
+        rows = gather_interleaved(rows, int(loss_and_pixels[2].item()), context)
+    return Evaluation((loss_and_pixels[0] / loss_and_pixels[1]).item(), confusion.cpu(), rows.cpu())
 
 
 def format_table(summary: dict[str, Any]) -> str:
@@ -96,6 +124,7 @@ def evaluate_checkpoint(
     tta: bool | None = None,
     context: DistributedContext | None = None,
     precision: str | None = None,
+    vote: bool | None = None,
 ) -> dict[str, Any]:
     """Evaluate a checkpoint on the full test split and write its JSON summary and figure.
 
@@ -104,49 +133,107 @@ def evaluate_checkpoint(
         root: data root.
         device: where to run.
         json_path: summary file (default ``<checkpoint>/test_metrics.json``).
-        figure_path: overlay grid of the first 100 test images with predicted masks
-            (default ``<checkpoint>/test_overlay.png``).
+        figure_path: overlay grid of the first 100 test images with predicted masks, wrong
+            pixels white (default ``<checkpoint>/test_overlay.png``). Beside it go
+            ``confusion_matrix.png`` (11x11, row-normalised) and ``hardest_test_digits.png``
+            (the images with the lowest IoU, truth above prediction).
         batch_size: images per forward pass.
         tta: test-time shift averaging; None takes the recipe's choice from config.json.
+        vote: one class per connected region; None takes the recipe's choice.
         context: under torchrun, each rank evaluates its shard and only rank 0 writes.
         precision: "fp32", "bf16" or "fp16"; None runs in the precision and memory layout
             the recipe trained in (``fast`` and ``best``: bf16, ``channels_last``).
 
     Returns:
         The summary: ``tp``, ``fp``, ``fn``, ``iou``, ``dice``, ``per_class``, plus ``loss``,
-        ``images`` and ``checkpoint``.
+        ``images``, ``checkpoint``, how it ran (``precision``, ``tta``, ``vote``), the full
+        ``confusion`` (``[t][p]``: pixels of true class t predicted p) and the
+        ``hardest_images`` (``index`` in the test split and ``iou``).
     """
     checkpoint = Path(checkpoint)
-    model = load_for_inference(checkpoint, "torch", device, tta, precision)  # as trained, unless told otherwise
+    model = load_for_inference(checkpoint, "torch", device, tta, precision, vote)  # as trained, unless told otherwise
     set_float32_precision(model.device, model.precision)
     record = model.record
     images, labels = load_arrays(root, train=False, dataset=record.dataset)
     context = context or DistributedContext()
     batches = split_batches(record.dataset, images, labels, "test", batch_size, record.threshold, device=model.device,
                             rank=context.rank, world_size=context.world_size)  # fmt: skip
-    loss, confusion = evaluate(
+    result = evaluate(
         model.network, batches, len(record.class_names), model.device, model.precision, model.channels_last,
-        tta=model.tta, context=context,
+        tta=model.tta, context=context, vote=model.vote,
     )  # fmt: skip
-    summary = summarize(confusion, record.class_names)
-    summary.update(loss=loss, images=len(batches.labels), checkpoint=str(checkpoint), precision=model.precision,
-                   tta=model.tta)  # fmt: skip
+    summary = summarize(result.confusion, record.class_names)
+    summary.update(loss=result.loss, images=len(batches.labels), checkpoint=str(checkpoint), precision=model.precision,
+                   tta=model.tta, vote=model.vote)  # fmt: skip
+    order = hardest_images(result.per_image, HARDEST_COUNT)
+    summary["confusion"] = result.confusion.tolist()
+    summary["hardest_images"] = [
+        {"index": index, "iou": image_iou(result.per_image[index])} for index in order.tolist()
+    ]  # fmt: skip
     if not context.is_main:
         return summary
     atomic_write_json(json_path or checkpoint / "test_metrics.json", summary)
 
-    first_images = batches.images[:100].float() / 255  # (100, 1, H, W), whatever this rank's shard
-    if batches.masks is not None:
-        first_masks = batches.masks[:100]
-    else:
-        first_masks = masks_from_images(first_images, batches.labels[:100], record.threshold)
-    predicted = model.logits(first_images).argmax(dim=1).cpu()
-    errors = int((predicted != first_masks.cpu()).sum())
+    figure_path = Path(figure_path or checkpoint / "test_overlay.png")
+    if context.enabled:  # rank 0 holds every world_size-th image; the figures index the whole split
+        batches = split_batches(record.dataset, images, labels, "test", batch_size, record.threshold,
+                                device=model.device)  # fmt: skip
+    first = torch.arange(min(100, len(batches.labels)))
+    first_images, first_masks = split_images_and_masks(batches, first, record.threshold)
+    predicted = model.masks(first_images).cpu()
+    errors = int((predicted != first_masks).sum())
     save_overlay_grid(
-        first_images,
-        predicted,
-        figure_path or checkpoint / "test_overlay.png",
-        record.class_names,
-        title=f"The first 100 test images with predicted masks ({errors} pixels differ from the truth)",
-    )
+        first_images, predicted, figure_path, record.class_names, truth=first_masks,
+        title=f"The first 100 test images, predicted: {errors} pixels (white) differ from the truth",
+    )  # fmt: skip
+    save_confusion_matrix(
+        result.confusion, record.class_names, figure_path.parent / "confusion_matrix.png",
+        title=f"Test pixels of each true class, % by predicted class ({len(batches.labels):,} images)",
+    )  # fmt: skip
+    hard_images, hard_masks = split_images_and_masks(batches, order, record.threshold)
+    hard_predicted = model.masks(hard_images).cpu()
+    captions = [
+        f"#{row['index']} IoU {row['iou']:.2f}\nreads {record.class_names[majority_class(mask)]}"
+        for row, mask in zip(summary["hardest_images"], hard_predicted, strict=True)
+    ]
+    save_hardest_images(
+        hard_images, hard_masks, hard_predicted, captions, figure_path.parent / "hardest_test_digits.png",
+        record.class_names, title=f"The {len(order)} test images with the lowest IoU: truth above, prediction below",
+    )  # fmt: skip
     return summary
+
+
+def majority_class(mask: Tensor) -> int:
+    """The foreground class most pixels of an ``[H, W]`` mask have (0 if it has none)."""
+    foreground = mask[mask > 0]
+    return int(foreground.mode().values) if foreground.numel() else 0
+
+
+def image_iou(counts: Tensor) -> float:
+    """IoU of one image's ``(tp, fp, fn)``; 1.0 when it has no foreground and predicts none."""
+    tp, fp, fn = (int(value) for value in counts)
+    return tp / (tp + fp + fn) if tp + fp + fn else 1.0
+
+
+def hardest_images(per_image: Tensor, count: int) -> Tensor:
+    """Indices of the ``count`` images with the lowest IoU, lowest first (ties: lower index first).
+
+    Args:
+        per_image: int64 ``[N, 3]`` TP, FP, FN per image.
+    """
+    tp, fp, fn = per_image.double().unbind(dim=1)
+    total = tp + fp + fn
+    iou = torch.where(total > 0, tp / total.clamp(min=1), torch.ones_like(tp))
+    return torch.sort(iou, stable=True).indices[:count]
+
+
+def split_images_and_masks(batches: BatchedLoader, index: Tensor, threshold: float) -> tuple[Tensor, Tensor]:
+    """Some images of an evaluation split and their true masks.
+
+    Returns:
+        ``(images float [K, 1, H, W] in 0..1, masks int64 [K, H, W])`` on the CPU.
+    """
+    images = batches.images[index].float().cpu() / 255
+    if batches.masks is not None:  # scenes carry their masks
+        return images, batches.masks[index].cpu()
+    return images, masks_from_images(images, batches.labels[index].cpu(), threshold)

@@ -24,19 +24,23 @@ from mnistseg.data import SegmentationMNIST, class_names, reference_train_transf
 from mnistseg.datasets import CLASS_COLORS, TAB10
 from mnistseg.files import atomic_write_bytes
 
+WRONG_COLOR = (1.0, 1.0, 1.0)  # pixels whose predicted class is not the true one: white, no class has it
+
 
 def class_color_table() -> Tensor:
     """float32 ``[11, 3]`` RGB in 0..1, row = class id."""
     return torch.tensor(CLASS_COLORS, dtype=torch.float32)
 
 
-def overlay_masks(images: Tensor, masks: Tensor, alpha: float = 0.65) -> np.ndarray:
+def overlay_masks(images: Tensor, masks: Tensor, alpha: float = 0.65, truth: Tensor | None = None) -> np.ndarray:
     """Blend class colours over grayscale images where the mask is foreground.
 
     Args:
         images: float ``[N, 1, H, W]`` in 0..1.
         masks: int64 ``[N, H, W]`` class ids 0..10.
         alpha: weight of the class colour on foreground pixels.
+        truth: int64 ``[N, H, W]``, the true masks: pixels where ``masks`` differs are
+            painted :data:`WRONG_COLOR`.
 
     Returns:
         float32 numpy ``[N, H, W, 3]`` RGB in 0..1.
@@ -49,6 +53,9 @@ def overlay_masks(images: Tensor, masks: Tensor, alpha: float = 0.65) -> np.ndar
     colors = class_color_table()[masks.detach().cpu().clamp(0, len(CLASS_COLORS) - 1)]  # (N, H, W, 3)
     foreground = (masks.detach().cpu() > 0).unsqueeze(-1)
     blended = torch.where(foreground, (1 - alpha) * gray + alpha * colors, gray)
+    if truth is not None:
+        wrong = (masks.detach().cpu() != truth.detach().cpu()).unsqueeze(-1)
+        blended = torch.where(wrong, torch.tensor(WRONG_COLOR), blended)
     return blended.numpy()
 
 
@@ -77,6 +84,7 @@ def save_overlay_grid(
     names: Sequence[str],
     title: str = "",
     columns: int = 10,
+    truth: Tensor | None = None,
 ) -> None:
     """A grid of images with their masks overlaid, and a legend of the classes.
 
@@ -87,8 +95,9 @@ def save_overlay_grid(
         names: the 11 class names, background first.
         title: figure title.
         columns: images per row.
+        truth: the true masks ``[N, H, W]``; if given, wrong pixels are painted white.
     """
-    pictures = overlay_masks(images, masks)
+    pictures = overlay_masks(images, masks, truth=truth)
     rows = -(-len(pictures) // columns)
     figure = Figure(figsize=(columns * 1.0, rows * 1.0 + 0.9))
     axes = figure.subplots(rows, columns, squeeze=False)
@@ -96,32 +105,125 @@ def save_overlay_grid(
         axis.axis("off")
         if index < len(pictures):
             axis.imshow(pictures[index], interpolation="nearest")
-    figure.legend(handles=legend_handles(names), loc="lower center", ncol=min(10, len(names) - 1), frameon=False)
+    handles = legend_handles(names) + ([wrong_pixels_handle()] if truth is not None else [])
+    figure.legend(handles=handles, loc="lower center", ncol=min(11, len(handles)), frameon=False)
     if title:
         figure.suptitle(title)
     figure.subplots_adjust(wspace=0.05, hspace=0.05, bottom=0.5 / (rows + 0.9), top=1 - 0.4 / (rows + 0.9))
     save_figure(figure, path)
 
 
-def save_learning_curve(history: Sequence[dict[str, Any]], path: str | Path) -> None:
-    """Loss (train and validation) and validation IoU per epoch, side by side.
+def wrong_pixels_handle() -> Patch:
+    """The legend entry for :data:`WRONG_COLOR`."""
+    return Patch(facecolor=WRONG_COLOR, edgecolor="black", label="wrong")
+
+
+def save_confusion_matrix(confusion: Tensor, names: Sequence[str], path: str | Path, title: str = "") -> None:
+    """Which class each true class's pixels were given, as shares of the true class's pixels.
 
     Args:
-        history: one dict per epoch with ``epoch``, ``train_loss``, ``val_loss``, ``iou``.
+        confusion: int64 ``[C, C]``; ``[t, p]`` counts pixels of true class t predicted p.
+        names: the C class names, background first.
+        path: PNG file to write.
+        title: figure title.
+    """
+    from matplotlib.colors import LogNorm
+
+    counts = confusion.double().cpu()
+    shares = (counts / counts.sum(dim=1, keepdim=True).clamp(min=1)).numpy()  # rows sum to 1
+    size = len(names)
+    figure = Figure(figsize=(0.62 * size + 1.6, 0.55 * size + 1.2))
+    axis = figure.subplots()
+    # A log scale: the diagonal holds ~99%, the confusions that matter 0.01%-1%.
+    image = axis.imshow(np.maximum(shares, 1e-5), cmap="Blues", norm=LogNorm(vmin=1e-4, vmax=1.0))
+    for true_class in range(size):
+        for predicted_class in range(size):
+            share = shares[true_class, predicted_class]
+            if counts[true_class, predicted_class] == 0:
+                continue
+            text = f"{100 * share:.1f}" if share >= 0.001 else "<.1"
+            axis.text(predicted_class, true_class, text, ha="center", va="center", fontsize=7,
+                      color="white" if share > 0.1 else "black")  # fmt: skip
+    axis.set_xticks(range(size), names, rotation=90)
+    axis.set_yticks(range(size), names)
+    axis.set(xlabel="predicted class", ylabel="true class", title=title or "Pixels of each true class, % by prediction")
+    figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04, label="share of the true class's pixels")
+    save_figure(figure, path, dpi=110)
+
+
+def save_hardest_images(
+    images: Tensor, truth: Tensor, predicted: Tensor, captions: Sequence[str], path: str | Path,
+    names: Sequence[str], title: str = "",
+) -> None:  # fmt: skip
+    """Images side by side: the true mask above, the predicted mask below.
+
+    Args:
+        images: float ``[N, 1, H, W]`` in 0..1.
+        truth: int64 ``[N, H, W]`` true masks.
+        predicted: int64 ``[N, H, W]`` predicted masks.
+        captions: one short line per image (e.g. its IoU).
+        path: PNG file to write.
+        names: the class names, background first.
+        title: figure title.
+    """
+    columns = len(images)
+    true_pictures = overlay_masks(images, truth)
+    predicted_pictures = overlay_masks(images, predicted)
+    figure = Figure(figsize=(columns * 1.05 + 0.6, 3.4))
+    axes = figure.subplots(2, columns, squeeze=False)
+    for column in range(columns):
+        axes[0, column].imshow(true_pictures[column], interpolation="nearest")
+        axes[1, column].imshow(predicted_pictures[column], interpolation="nearest")
+        axes[0, column].set_title(captions[column], fontsize=7)
+    for axis in axes.flat:
+        axis.set_xticks([])
+        axis.set_yticks([])
+    axes[0, 0].set_ylabel("truth")
+    axes[1, 0].set_ylabel("predicted")
+    present = torch.cat([truth.unique(), predicted.unique()]).tolist()
+    handles = legend_handles(names, present)
+    figure.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False, fontsize=8)
+    if title:
+        figure.suptitle(title)
+    figure.subplots_adjust(wspace=0.05, hspace=0.08, bottom=0.16, top=0.8)
+    save_figure(figure, path)
+
+
+def save_learning_curve(history: Sequence[dict[str, Any]], path: str | Path) -> None:
+    """Training loss per batch, validation loss and IoU per epoch, side by side.
+
+    Args:
+        history: one dict per epoch with ``epoch``, ``train_loss``, ``val_loss``, ``iou``,
+            and ``batch_losses`` (the loss of each step; rows without it show the epoch mean).
         path: PNG file to write.
     """
     epochs = [row["epoch"] for row in history]
-    figure = Figure(figsize=(10, 3.5))
+    figure = Figure(figsize=(10, 3.5), layout="constrained")
     loss_axis, iou_axis = figure.subplots(1, 2)
-    loss_axis.plot(epochs, [row["train_loss"] for row in history], marker="o", label="train")
-    loss_axis.plot(epochs, [row["val_loss"] for row in history], marker="o", label="validation")
-    loss_axis.set(xlabel="epoch", ylabel="cross-entropy loss", yscale="log", title="Loss")
+    steps, losses = [], []
+    for row in history:  # step i of n in epoch e sits at x = e - 1 + (i + 1) / n
+        batch_losses = row.get("batch_losses") or [row["train_loss"]]
+        steps += [row["epoch"] - 1 + (step + 1) / len(batch_losses) for step in range(len(batch_losses))]
+        losses += batch_losses
+    loss_axis.plot(steps, losses, color=TAB10[0], alpha=0.35, linewidth=0.8, label="train, each batch")
+    window = max(1, len(losses) // 50)  # a running mean over ~2% of the steps shows the trend
+    if window > 1:
+        trend = np.convolve(losses, np.ones(window) / window, mode="valid")
+        loss_axis.plot(steps[window - 1 :], trend, color=TAB10[0], label=f"train, mean of {window} batches")
+    loss_axis.plot(epochs, [row["val_loss"] for row in history], marker="o", color=TAB10[1], label="validation")
+    loss_axis.set(xlabel="epoch", ylabel="cross-entropy loss", yscale="log", title="Loss", xlim=(0, max(epochs)))
     loss_axis.legend()
     iou_axis.plot(epochs, [row["iou"] for row in history], marker="o", color=TAB10[2])
-    iou_axis.set(xlabel="epoch", ylabel="IoU (foreground, micro)", title="Validation IoU")
+    iou_axis.set(xlabel="epoch", ylabel="IoU (foreground, micro)", title="Validation IoU at the end of each epoch",
+                 xlim=(0.5, max(epochs) + 0.5))  # fmt: skip
     for axis in (loss_axis, iou_axis):
         axis.grid(alpha=0.3)
-        axis.xaxis.get_major_locator().set_params(integer=True)
+    if max(epochs) > 1:
+        loss_axis.xaxis.get_major_locator().set_params(integer=True)
+    if len(epochs) <= 20:
+        iou_axis.set_xticks(epochs)
+    else:
+        iou_axis.xaxis.get_major_locator().set_params(integer=True)
     save_figure(figure, path)
 
 

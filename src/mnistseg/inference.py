@@ -5,7 +5,8 @@ serve`` all turn images into logits with :func:`predict_logits`: autocast precis
 memory layout and test-time shift averaging are decided here and nowhere else.
 :func:`load_for_inference` opens a checkpoint folder for either engine (PyTorch, or ONNX
 Runtime on the exported ``model.onnx``) and takes the test-time averaging the recipe
-trained for, unless told otherwise; :class:`InferenceModel` says what it runs with.
+trained for, unless told otherwise; :class:`InferenceModel` says what it runs with, and
+turns logits into masks (with the recipe's region vote, if any).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from torch import Tensor, nn
 
 from mnistseg.checkpoint import ONNX_FILE, CheckpointRecord, load_model, read_record
 from mnistseg.device import PRECISIONS, autocast, resolve_device
+from mnistseg.metrics import vote_by_region
 
 ENGINES = ("torch", "onnx")
 
@@ -93,6 +95,7 @@ class InferenceModel:
         network: a :class:`~mnistseg.model.SimpleUNet` in eval mode, or an :class:`OnnxModel`.
         device: where its inputs go.
         tta: average the logits over one-pixel shifts (:data:`TTA_SHIFTS`).
+        vote: :meth:`masks` gives each connected foreground region its majority class.
         precision: autocast precision ("fp32" for ONNX Runtime).
         channels_last: feed NHWC tensors.
         engine: "torch" or "onnx".
@@ -103,6 +106,7 @@ class InferenceModel:
     network: nn.Module
     device: torch.device
     tta: bool = False
+    vote: bool = False
     precision: str = "fp32"
     channels_last: bool = False
     engine: str = "torch"
@@ -114,11 +118,18 @@ class InferenceModel:
         """float32 logits ``[N, C, H, W]`` (on :attr:`device`) for float images ``[N, 1, H, W]``."""
         return predict_logits(self.network, images.to(self.device), self.precision, self.channels_last, self.tta)
 
+    def masks(self, images: Tensor) -> Tensor:
+        """int64 class ids ``[N, H, W]``: the logits' argmax, then the region vote if :attr:`vote`."""
+        logits = self.logits(images)  # (N, C, H, W)
+        predicted = logits.argmax(dim=1)
+        return vote_by_region(predicted, logits.shape[1]) if self.vote else predicted
+
     def describe(self) -> str:
         """E.g. ``"runs/best (PyTorch, cpu, bf16, test-time shifts)"``."""
         engine = "ONNX Runtime" if self.engine == "onnx" else "PyTorch"
         precision = "" if self.precision == "fp32" else f", {self.precision}"
-        return f"{self.source} ({engine}, {self.device}{precision}{', test-time shifts' if self.tta else ''})"
+        extras = (", test-time shifts" if self.tta else "") + (", region vote" if self.vote else "")
+        return f"{self.source} ({engine}, {self.device}{precision}{extras})"
 
 
 def as_inference_model(model: nn.Module | InferenceModel) -> InferenceModel:
@@ -135,6 +146,7 @@ def load_for_inference(
     device: str | torch.device = "cpu",
     tta: bool | None = None,
     precision: str | None = None,
+    vote: bool | None = None,
 ) -> InferenceModel:
     """Open a checkpoint folder for inference, run the way its recipe trained.
 
@@ -146,6 +158,7 @@ def load_for_inference(
         tta: test-time shift averaging; None takes the recipe's choice.
         precision: "fp32", "bf16" or "fp16"; None takes the recipe's, with its memory layout
             (fp16 only on CUDA: elsewhere it becomes fp32). ONNX Runtime always runs float32.
+        vote: one class per connected region in :meth:`InferenceModel.masks`; None takes the recipe's.
 
     Raises:
         ValueError: for an unknown engine or precision, or a missing ``model.onnx``.
@@ -172,6 +185,7 @@ def load_for_inference(
         network=network,
         device=target,
         tta=record.recipe.tta if tta is None else tta,
+        vote=record.recipe.vote if vote is None else vote,
         precision=precision,
         channels_last=channels_last,
         engine=engine,

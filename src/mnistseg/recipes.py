@@ -52,6 +52,9 @@ class Recipe:
             step, and validate and save the average (0 turns it off).
         tta: ``mnistseg evaluate`` averages the logits over 1-pixel shifts (5 passes).
             Validation stays plain: it only picks the checkpoint, and is paid in training time.
+        vote: ``mnistseg evaluate`` gives each connected foreground region the class most of
+            its pixels have (:func:`mnistseg.metrics.vote_by_region`): a stroke is one digit.
+            Validation stays plain, as with ``tta``.
         seed: seeds the split, the initial weights, the order and the augmentation.
         threshold: intensity over which a pixel is foreground.
         dataset: a name in :data:`mnistseg.datasets.DATASETS`: "mnist", "fashion-mnist", or
@@ -75,6 +78,7 @@ class Recipe:
     augment: bool = True
     ema_decay: float = 0.0
     tta: bool = False
+    vote: bool = False
     seed: int = 0
     threshold: float = DEFAULT_THRESHOLD
     dataset: str = "mnist"

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Subset
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from mnistseg.checkpoint import (
     LAST_WEIGHTS_FILE,
@@ -111,10 +111,10 @@ def train_one_epoch(
     device: torch.device,
     precision: str = "fp32",
     channels_last: bool = False,
-    progress: tqdm | None = None,
+    progress: Callable[[int, float], None] | None = None,
     ema: torch.optim.swa_utils.AveragedModel | None = None,
-) -> float:
-    """One pass over the training batches; returns the mean loss per batch.
+) -> list[float]:
+    """One pass over the training batches; returns the loss of every batch, in order.
 
     Args:
         model: the network, put in train mode here.
@@ -125,12 +125,13 @@ def train_one_epoch(
         device: where the model is.
         precision: autocast precision.
         channels_last: feed the model NHWC tensors.
-        progress: a tqdm bar to advance per batch.
+        progress: called after each step with the batch's image count and loss
+            (e.g. an :class:`EpochProgress`).
         ema: a moving average of the weights, updated after each step.
     """
     model.train()
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-    total, steps = 0.0, 0
+    losses: list[float] = []
     for images, masks in batches:
         images, masks = images.to(device, non_blocking=True), masks.to(device, non_blocking=True)
         if channels_last:
@@ -140,7 +141,7 @@ def train_one_epoch(
         loss = criterion(logits.float(), masks)  # the loss in float32 whatever the autocast
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
-                f"the loss became {loss.item()} at step {steps + 1} of this epoch; training stopped and the last "
+                f"the loss became {loss.item()} at step {len(losses) + 1} of this epoch; training stopped and the last "
                 "complete epoch's checkpoint is kept (try a lower --lr)"
             )
         optimizer.zero_grad(set_to_none=True)
@@ -151,12 +152,57 @@ def train_one_epoch(
             scheduler.step()
         if ema is not None:
             ema.update_parameters(model)
-        total += loss.item()
-        steps += 1
+        losses.append(loss.item())
         if progress is not None:
-            progress.update(len(images))
-            progress.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
-    return total / max(steps, 1)
+            progress(len(images), losses[-1])
+    return losses
+
+
+class EpochProgress:
+    """Progress through one epoch: a bar in a terminal or in Jupyter, plain lines elsewhere.
+
+    With output going to a file or a pipe (no terminal to redraw a bar in), it prints one
+    line each time another ~10% of the epoch's images is done: images, images/s, the mean
+    loss since the last line, and the time left at that pace.
+
+    Args:
+        total: the epoch's training images.
+        description: what is progressing, e.g. ``"epoch 1/6"``.
+        log: where plain lines go.
+        enabled: False for a process that must stay quiet (torchrun ranks other than 0).
+    """
+
+    def __init__(self, total: int, description: str, log: Callable[[str], None], enabled: bool = True) -> None:
+        self.total, self.description, self.log = total, description, log
+        self.seen, self.next_line, self.losses = 0, total / 10, []
+        self.started = time.perf_counter()
+        interactive = sys.stderr.isatty() or "ipykernel" in sys.modules  # a terminal, or a notebook's kernel
+        self.bar = tqdm(total=total, desc=description, unit="img", leave=False) if enabled and interactive else None
+        self.lines = enabled and not interactive
+
+    def __call__(self, images: int, loss: float) -> None:
+        """Count a finished step of ``images`` images with its ``loss``."""
+        self.seen += images
+        self.losses.append(loss)
+        if self.bar is not None:
+            self.bar.update(images)
+            self.bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+        if self.lines and self.next_line <= self.seen < self.total:  # the epoch line reports the end
+            elapsed = time.perf_counter() - self.started
+            rate = self.seen / max(elapsed, 1e-9)
+            self.log(
+                f"  {self.description}  {self.seen:>{len(f'{self.total:,}')},}/{self.total:,} images  "
+                f"{rate:,.0f} img/s  loss {sum(self.losses) / len(self.losses):.4f}  "
+                f"{(self.total - self.seen) / rate:.0f} s left"
+            )
+            self.losses.clear()
+            while self.next_line <= self.seen:
+                self.next_line += self.total / 10
+
+    def close(self) -> None:
+        """Remove the bar (the epoch's summary line follows)."""
+        if self.bar is not None:
+            self.bar.close()
 
 
 def metrics_csv(history: list[dict[str, Any]]) -> str:
@@ -242,31 +288,39 @@ def build_run(
 
 
 def run_epoch(
-    run: TrainingRun, recipe: Recipe, epoch: int, device: torch.device, context: DistributedContext
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Train one epoch, then validate; returns the ``metrics.csv`` row and the validation summary."""
+    run: TrainingRun, recipe: Recipe, epoch: int, device: torch.device, context: DistributedContext,
+    log: Callable[[str], None],
+) -> tuple[dict[str, Any], dict[str, Any]]:  # fmt: skip
+    """Train one epoch, then validate; returns the history row and the validation summary.
+
+    The row holds the ``metrics.csv`` columns, and ``batch_losses``: rank 0's loss at each step.
+    """
     started = time.perf_counter()
     parts = run.parts
-    show_bar = sys.stderr.isatty() and context.is_main
-    with tqdm(total=run.train_size, desc=f"epoch {epoch}", unit="img", leave=False, disable=not show_bar) as bar:
-        train_loss = train_one_epoch(
+    progress = EpochProgress(run.train_size, f"epoch {epoch}/{recipe.epochs}", log, enabled=context.is_main)
+    try:
+        batch_losses = train_one_epoch(
             run.trained, parts.batches, run.criterion, parts.optimizer, parts.scheduler, device,
-            precision=recipe.precision, channels_last=recipe.channels_last, progress=bar, ema=parts.ema,
+            precision=recipe.precision, channels_last=recipe.channels_last, progress=progress, ema=parts.ema,
         )  # fmt: skip
+    finally:
+        progress.close()
+    train_loss = sum(batch_losses) / max(len(batch_losses), 1)
     train_loss = all_reduce_sum(torch.tensor([train_loss], device=device), context).item() / context.world_size
     names = class_names(recipe.dataset)
-    val_loss, confusion = evaluate(
+    result = evaluate(
         run.final_model, run.val_batches, len(names), device,
         precision=recipe.precision, channels_last=recipe.channels_last, context=context,
     )  # fmt: skip
-    val = summarize(confusion, names)
+    val = summarize(result.confusion, names)
     row = {
         "epoch": epoch,
         "train_loss": train_loss,
-        "val_loss": val_loss,
+        "val_loss": result.loss,
         **{key: val[key] for key in ("tp", "fp", "fn", "iou", "dice")},
         "lr": parts.optimizer.param_groups[0]["lr"],
         "seconds": time.perf_counter() - started,
+        "batch_losses": batch_losses,
     }
     return row, val
 
@@ -349,14 +403,15 @@ def fit(
     log(
         f"training {recipe.name}: SimpleUNet widths {'/'.join(map(str, recipe.model.level_widths))}"
         f"{' + input at the head' if recipe.input_to_head else ''} ({count_parameters(run.final_model):,} "
-        f"parameters), {run.train_size:,} train / {run.val_size:,} val images, {recipe.epochs} epochs, "
+        f"parameters), {run.train_size:,} train / {run.val_size:,} val images, "
+        f"{recipe.epochs} epoch{'s' if recipe.epochs > 1 else ''}{', augmented' if recipe.augment else ''}, "
         f"{recipe.loader} loader, {recipe.precision} on {device}{processes}"
         + (f" ({torch.get_num_threads()} CPU threads)" if device.type == "cpu" else "")
     )
     first_val_images = next(iter(run.val_batches))[0][:100].to(device)
     history = progress.history
     for epoch in range(progress.epoch + 1, recipe.epochs + 1):
-        row, val = run_epoch(run, recipe, epoch, device, context)
+        row, val = run_epoch(run, recipe, epoch, device, context, log)
         history.append(row)
         log(format_epoch(row, recipe.epochs))
         if context.is_main:
