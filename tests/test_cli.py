@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from PIL import Image
 
 from mnistseg.data import load_arrays
@@ -64,6 +65,13 @@ def test_train_writes_checkpoint_metrics_and_figures(trained: Path) -> None:
     assert (trained / "last.safetensors").is_file()
     for name in ("learning_curve.png", "figures/val_epoch_001.png", "figures/val_epoch_002.png"):
         assert_valid_png(trained / name)
+    # A model card in the hub's layout: a YAML header, then the recipe and the validation counts.
+    card = (trained / "MODEL_CARD.md").read_text()
+    header = yaml.safe_load(card.split("---\n")[1])
+    assert header["pipeline_tag"] == "image-segmentation" and header["datasets"] == ["mnist"]
+    validation = header["model-index"][0]["results"][0]["metrics"][0]
+    assert validation["name"] == "validation IoU" and validation["value"] == round(config["best"]["val"]["iou"], 4)
+    assert "| subset | 600 |" in card and "Test: not scored yet" in card
     assert not list(trained.rglob("*.tmp")), "a temporary file was left behind"
 
 
@@ -93,6 +101,8 @@ def test_evaluate_counts_every_test_pixel(trained: Path, data_root: Path, tmp_pa
     assert hardest[-1]["iou"] <= summary["iou"]
     for name in ("confusion_matrix.png", "hardest_test_digits.png"):  # beside the overlay
         assert_valid_png(trained / name)
+    card = (trained / "MODEL_CARD.md").read_text()  # the card now carries the test figures
+    assert f"Test (10,000 images, bf16): TP {summary['tp']:,}, FP {summary['fp']:,}" in card
 
 
 def test_figures_command(data_root: Path, tmp_path: Path) -> None:

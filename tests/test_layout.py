@@ -25,7 +25,7 @@ STAGES = {
     "export": 9,
     "serve": 10,
 }  # fmt: skip
-SUPPORT = {"files", "device", "recipes", "checkpoint", "distributed", "resume"}
+SUPPORT = {"files", "device", "recipes", "checkpoint", "model_card", "distributed", "resume"}
 
 
 def imported_modules(path: Path) -> set[str]:

@@ -26,12 +26,12 @@ import pytest
 import torch
 from PIL import Image
 
-from mnistseg.checkpoint import CheckpointError, load_model
+from mnistseg.checkpoint import BUNDLED_MODEL, default_checkpoint, latest_checkpoint, load_model
 from mnistseg.data import load_arrays
 from mnistseg.datasets import CLASS_COLORS
 from mnistseg.export import export_onnx
 from mnistseg.predict import predict
-from mnistseg.serve import MAX_BODY_BYTES, latest_checkpoint
+from mnistseg.serve import MAX_BODY_BYTES
 
 CANVAS = (560, 280)  # the page's canvas, width x height
 ARTIFACTS = Path(__file__).parent / "artifacts"
@@ -245,14 +245,17 @@ def test_the_onnx_engine_reads_the_same_digits(
         started.process.wait(timeout=30)
 
 
-def test_without_a_checkpoint_it_takes_the_latest_or_says_how_to_train(
+def test_without_a_checkpoint_it_takes_the_latest_or_the_bundled_model(
     trained_checkpoint: Path, tmp_path: Path
 ) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "mnistseg", "serve"], capture_output=True, text=True, cwd=tmp_path, timeout=120
-    )
-    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
-    assert "no trained model under runs/" in result.stderr and "mnistseg train" in result.stderr
+    # Nothing trained here: the model shipped inside the package, and the page says so.
+    started = start_server(log=tmp_path / "bundled.log", cwd=tmp_path)
+    try:
+        _, _, body = request(started, "GET", "/api/info")
+        assert json.loads(body)["model"].startswith("the bundled fast model (nothing trained under runs/")
+    finally:
+        started.process.terminate()
+        started.process.wait(timeout=30)
 
     older, newer = tmp_path / "runs" / "fast", tmp_path / "runs" / "scenes" / "seed1"
     for folder, mtime in ((newer, 1_700_000_000), (older, 1_600_000_000)):
@@ -261,8 +264,8 @@ def test_without_a_checkpoint_it_takes_the_latest_or_says_how_to_train(
     assert latest_checkpoint(tmp_path / "runs") == newer
     (newer / "config.json").unlink()  # not a checkpoint any more
     assert latest_checkpoint(tmp_path / "runs") == older
-    with pytest.raises(CheckpointError, match="no trained model"):
-        latest_checkpoint(tmp_path / "nothing")
+    assert latest_checkpoint(tmp_path / "nothing") is None
+    assert default_checkpoint(tmp_path / "nothing") == BUNDLED_MODEL
     started = start_server(log=tmp_path / "stderr.log", cwd=tmp_path)
     try:
         _, _, body = request(started, "GET", "/api/info")

@@ -30,6 +30,9 @@ WEIGHTS_FILE = "model.safetensors"
 LAST_WEIGHTS_FILE = "last.safetensors"
 CONFIG_FILE = "config.json"
 ONNX_FILE = "model.onnx"
+# The small `fast` model shipped inside the package (scripts/build_bundled_model.py made it),
+# so that `mnistseg predict` and `serve` work before anything is trained.
+BUNDLED_MODEL = Path(__file__).resolve().parent / "bundled_fast"
 
 
 class CheckpointError(Exception):
@@ -226,3 +229,26 @@ def load_model(folder: str | Path, weights_file: str = WEIGHTS_FILE) -> tuple[Si
             f"{Path(folder) / weights_file} does not fit the model in config.json ({first_line})"
         ) from None
     return model.eval(), record
+
+
+def latest_checkpoint(runs: Path = Path("runs")) -> Path | None:
+    """The most recently trained checkpoint folder under ``runs`` (one or two levels down), or None."""
+    found = [
+        weights.parent
+        for pattern in (f"*/{WEIGHTS_FILE}", f"*/*/{WEIGHTS_FILE}")
+        for weights in Path(runs).glob(pattern)
+        if (weights.parent / CONFIG_FILE).is_file()
+    ]
+    return max(found, key=lambda folder: (folder / WEIGHTS_FILE).stat().st_mtime) if found else None
+
+
+def default_checkpoint(runs: Path = Path("runs")) -> Path:
+    """The model to use when none is named: the latest under ``runs``, else :data:`BUNDLED_MODEL`."""
+    return latest_checkpoint(runs) or BUNDLED_MODEL
+
+
+def describe_folder(folder: Path) -> str:
+    """How to name a checkpoint folder to people: its path, or "the bundled model" for :data:`BUNDLED_MODEL`."""
+    if Path(folder).resolve() == BUNDLED_MODEL:
+        return "the bundled fast model (nothing trained under runs/; train your own with `mnistseg train`)"
+    return str(folder)

@@ -182,8 +182,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     predict = commands.add_parser("predict", help="segment your own images (any size, any polarity)")
     predict.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="image files (PNG, JPEG, BMP, ...)")
     predict.add_argument(
-        "--checkpoint", type=Path, default=Path("runs/fast"), help="trained model (default: runs/fast)"
-    )
+        "--checkpoint", type=Path,
+        help="trained model (default: the most recently trained under runs/, else the bundled fast model)",
+    )  # fmt: skip
     predict.add_argument("--out", type=Path, default=Path("predictions"), help="output folder (default: predictions)")
     predict.add_argument(
         "--invert", choices=("auto", "yes", "no"), default="auto",
@@ -210,7 +211,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     figures.add_argument("--seed", type=int, default=0, help="seed of the augmentation draws (default: 0)")
 
     serve = commands.add_parser("serve", help="a local web page: draw digits, watch them segment live")
-    serve.add_argument("--checkpoint", type=Path, help="trained model (default: the most recently trained under runs/)")
+    serve.add_argument(
+        "--checkpoint", type=Path,
+        help="trained model (default: the most recently trained under runs/, else the bundled fast model)",
+    )  # fmt: skip
     serve.add_argument(
         "--host",
         default="127.0.0.1",
@@ -317,10 +321,11 @@ def run_evaluate(args: argparse.Namespace) -> None:
 
 
 def run_predict(args: argparse.Namespace) -> int:
+    from mnistseg.checkpoint import default_checkpoint
     from mnistseg.inference import load_for_inference
     from mnistseg.predict import ImageInputError, predict_file
 
-    model = load_for_inference(args.checkpoint, args.engine, "cpu", tta=args.tta)
+    model = load_for_inference(args.checkpoint or default_checkpoint(), args.engine, "cpu", tta=args.tta)
     names = model.record.class_names
     print(f"model: {model.describe()}")
     failures = 0

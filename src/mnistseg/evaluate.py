@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from mnistseg.checkpoint import WEIGHTS_FILE
 from mnistseg.data import BatchedLoader, load_arrays, masks_from_images, split_batches
 from mnistseg.device import set_float32_precision
 from mnistseg.distributed import DistributedContext, all_reduce_sum, gather_interleaved
@@ -22,6 +23,7 @@ from mnistseg.figures import save_confusion_matrix, save_hardest_images, save_ov
 from mnistseg.files import atomic_write_json
 from mnistseg.inference import load_for_inference, predict_logits
 from mnistseg.metrics import confusion_matrix, per_image_counts, summarize, vote_by_region
+from mnistseg.model_card import write_model_card
 
 EVAL_BATCH_SIZE = 1000
 HARDEST_COUNT = 12  # images in hardest_test_digits.png
@@ -173,6 +175,8 @@ def evaluate_checkpoint(
     if not context.is_main:
         return summary
     atomic_write_json(json_path or checkpoint / "test_metrics.json", summary)
+    if model.record is not None and (checkpoint / WEIGHTS_FILE).is_file():
+        write_model_card(checkpoint, model.record, summary)  # now with the test figures
 
     figure_path = Path(figure_path or checkpoint / "test_overlay.png")
     if context.enabled:  # rank 0 holds every world_size-th image; the figures index the whole split

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mnistseg.checkpoint import ONNX_FILE, CheckpointRecord, load_model, read_record
+from mnistseg.checkpoint import ONNX_FILE, CheckpointRecord, describe_folder, load_model, read_record
 from mnistseg.device import PRECISIONS, autocast, resolve_device
 from mnistseg.metrics import vote_by_region
 
@@ -190,5 +190,5 @@ def load_for_inference(
         channels_last=channels_last,
         engine=engine,
         record=record,
-        source=str(folder),
+        source=describe_folder(folder),
     )

@@ -41,7 +41,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from mnistseg.checkpoint import CONFIG_FILE, WEIGHTS_FILE, CheckpointError
+from mnistseg.checkpoint import default_checkpoint
 from mnistseg.datasets import CLASS_COLORS
 from mnistseg.inference import InferenceModel, load_for_inference
 from mnistseg.predict import ImageInputError, ImageTooLargeError, decode_image, describe_mask, segment
@@ -276,30 +276,11 @@ def load_segmenter(
     """Load the model the page will use.
 
     Args:
-        checkpoint: a folder written by ``mnistseg train``; None for the latest under ``runs/``.
+        checkpoint: a folder written by ``mnistseg train``; None for the latest under ``runs/``,
+            or the bundled model if there is none (:func:`~mnistseg.checkpoint.default_checkpoint`).
         engine: "torch", or "onnx" for ONNX Runtime on ``<checkpoint>/model.onnx``.
         device: where PyTorch runs ("auto", "cpu", "cuda", ...); ONNX Runtime runs on the CPU.
         tta: test-time shift averaging; None takes the checkpoint's recipe's choice.
     """
-    model = load_for_inference(checkpoint if checkpoint is not None else latest_checkpoint(), engine, device, tta)
+    model = load_for_inference(checkpoint if checkpoint is not None else default_checkpoint(), engine, device, tta)
     return Segmenter(model, model.record.class_names, model.describe())
-
-
-def latest_checkpoint(runs: Path = Path("runs")) -> Path:
-    """The most recently trained checkpoint folder under ``runs`` (one or two levels down).
-
-    Raises:
-        CheckpointError: when there is none, saying how to train one.
-    """
-    found = [
-        weights.parent
-        for pattern in (f"*/{WEIGHTS_FILE}", f"*/*/{WEIGHTS_FILE}")
-        for weights in runs.glob(pattern)
-        if (weights.parent / CONFIG_FILE).is_file()
-    ]
-    if not found:
-        raise CheckpointError(
-            f"no trained model under {runs}/: train one with `mnistseg train` (about a minute on a laptop CPU) "
-            "or pass --checkpoint DIR"
-        )
-    return max(found, key=lambda folder: (folder / WEIGHTS_FILE).stat().st_mtime)

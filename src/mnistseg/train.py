@@ -49,6 +49,7 @@ from mnistseg.files import atomic_write_text
 from mnistseg.inference import predict_logits
 from mnistseg.metrics import summarize
 from mnistseg.model import SimpleUNet, count_parameters
+from mnistseg.model_card import write_model_card
 from mnistseg.recipes import Recipe
 from mnistseg.resume import STATE_FILE, Progress, TrainingParts, restore_training_state, save_training_state
 
@@ -338,6 +339,7 @@ def write_epoch_files(
         record.best = {"epoch": row["epoch"], "val": val}
     record.last = {"epoch": row["epoch"], "val": val}
     write_record(out, record)
+    write_model_card(out, record)
     atomic_write_text(out / "metrics.csv", metrics_csv(history))
     recipe = record.recipe
     with torch.inference_mode():
@@ -359,7 +361,7 @@ def fit(
     """Train a recipe, validating each epoch, and write everything into ``out``.
 
     Writes ``model.safetensors`` (best validation IoU), ``last.safetensors``,
-    ``config.json``, ``metrics.csv``, ``learning_curve.png`` and one validation overlay
+    ``config.json``, ``MODEL_CARD.md``, ``metrics.csv``, ``learning_curve.png`` and one validation overlay
     per epoch under ``figures/``; all atomically, and only on rank 0.
 
     Args:
