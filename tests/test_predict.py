@@ -238,3 +238,80 @@ def test_one_inference_path_for_predict_serve_and_evaluate_with_test_time_shifts
     test = evaluate_checkpoint(folder, data_root, torch.device("cpu"), json_path=tmp_path / "test.json",
                                figure_path=tmp_path / "test.png")  # fmt: skip
     assert test["tta"] is True and json.loads((tmp_path / "test.json").read_text())["tta"] is True
+
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def drawn_digits_module():  # the generator of benchmarks/pen_widths.py, imported from its folder
+    sys.path.insert(0, str(BENCHMARKS))
+    import drawn_digits
+
+    return drawn_digits
+
+
+def test_digits_drawn_with_any_pen_read_right(tmp_path: Path) -> None:
+    from mnistseg.checkpoint import BUNDLED_MODEL
+    from mnistseg.inference import load_for_inference
+
+    drawn = drawn_digits_module()
+    model = load_for_inference(BUNDLED_MODEL)
+    items = list(drawn.drawn_digits())
+    styles = {item.style for item in items}
+    if len(styles) == 1:
+        print("no TrueType font found (Debian: fonts-liberation); the stroke digits only")
+    right = sum(describe_mask(predict(item.image, model), NAMES)["digits"] == [item.digit] for item in items)
+    assert right >= 0.95 * len(items), f"{right}/{len(items)}"
+    thinnest = [item for item in items if item.pen_share == min(drawn.PEN_SHARES)]
+    assert sum(describe_mask(predict(item.image, model), NAMES)["digits"] == [item.digit] for item in thinnest) >= (
+        0.9 * len(thinnest)
+    )
+
+    # The case that broke before: 4, 7 and 1 drawn 270 pixels tall with a 6-pixel pen.
+    page = drawn.digits_in_a_row([4, 7, 1], height=270, pen=6)
+    page.save(tmp_path / "thin.png")
+    result = run_cli("predict", tmp_path / "thin.png", "--checkpoint", BUNDLED_MODEL, "--out", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[1] == f"{tmp_path / 'thin.png'}: 4 7 1"
+    summary = json.loads((tmp_path / "out" / "thin.json").read_text())
+    assert summary["strokes"] == "thickened" and 4 <= summary["stroke_width"] <= 7
+    for region in summary["regions"]:  # one class per region, and how its pixels voted
+        assert sum(region["votes"].values()) >= region["area"] * 0.9 and 0.5 < region["agreement"] <= 1
+    # The mask lies on the strokes as drawn, not on the thickened ones the network saw.
+    with Image.open(tmp_path / "out" / "thin_mask.png") as mask, Image.open(tmp_path / "thin.png") as drawing:
+        on_mask = np.asarray(mask) > 0
+        assert (np.asarray(drawing)[on_mask] < 128).mean() > 0.9
+    # The overlay is drawn on the picture as given: dark ink on white paper stays so.
+    with Image.open(tmp_path / "out" / "thin_overlay.png") as overlay:
+        assert np.asarray(overlay.convert("L")).mean() > 200
+
+
+def test_specks_are_dropped_and_thick_pens_thinned() -> None:
+    from mnistseg.checkpoint import BUNDLED_MODEL
+    from mnistseg.inference import load_for_inference
+    from mnistseg.predict import segment
+
+    drawn = drawn_digits_module()
+    model = load_for_inference(BUNDLED_MODEL)
+    seven = np.asarray(drawn.digits_in_a_row([7], height=200, pen=16)).copy()  # white page, dark ink
+    seven[20:24, 20:24] = 0  # a speck of 4x4 pixels in a corner
+    seven[-30:-28, -40:-37] = 0  # and another
+    found = segment(Image.fromarray(seven), model)
+    assert found.prepared.specks_removed == 2
+    assert describe_mask(found.mask, NAMES)["digits"] == [7]
+    assert set(found.mask.unique().tolist()) == {0, 8}  # no stray class anywhere
+
+    thick = drawn.digits_in_a_row([3], height=200, pen=60)  # a marker: 30% of the height
+    found = segment(thick, model)
+    assert found.prepared.stroke_change == "thinned"
+    assert describe_mask(found.mask, NAMES)["digits"] == [3]
+
+
+def test_stroke_width_is_measured_from_the_distance_transform() -> None:
+    from mnistseg.predict import stroke_width
+
+    bars = np.zeros((40, 40), dtype=bool)
+    bars[5:35, 5:10] = True  # a bar 5 pixels wide
+    bars[5:35, 20:27] = True  # and one 7 wide
+    assert stroke_width(bars) == pytest.approx(5.0, abs=1.0)
+    assert stroke_width(np.zeros((5, 5), dtype=bool)) == 0.0

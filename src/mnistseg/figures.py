@@ -282,17 +282,26 @@ def draw_dataset_figures(root: str | Path, out: str | Path, dataset: str = "mnis
     return [overlay_path, augmentation_path]
 
 
-def save_prediction_figure(ink: Tensor, mask: Tensor, path: str | Path, names: Sequence[str], title: str = "") -> None:
-    """One image of any size with its predicted mask overlaid, and a legend of the classes found.
+def save_prediction_figure(
+    picture: np.ndarray, mask: Tensor, path: str | Path, names: Sequence[str], title: str = "", alpha: float = 0.65
+) -> None:
+    """A picture of any size, as the user gave it, with the predicted classes' colours over it, and a legend.
 
     Args:
-        ink: float ``[H, W]`` in 0..1, light ink on dark.
+        picture: float ``[H, W, 3]`` RGB in 0..1, the input as it is (its own polarity and colours).
         mask: int64 ``[H, W]`` class ids.
         path: PNG file to write.
         names: the class names, background first.
         title: figure title.
+        alpha: weight of the class colour on the mask's foreground pixels.
     """
-    picture = overlay_masks(ink[None, None], mask[None])[0]
+    if picture.shape != (*mask.shape, 3):
+        raise ValueError(
+            f"expected a picture [H, W, 3] of the mask's size {list(mask.shape)}, got {list(picture.shape)}"
+        )
+    colors = class_color_table()[mask.cpu()].numpy()  # (H, W, 3)
+    foreground = (mask.cpu().numpy() > 0)[..., None]
+    picture = np.where(foreground, (1 - alpha) * picture + alpha * colors, picture)
     height, width = mask.shape
     scale = 8.0 / max(height, width)
     figure = Figure(figsize=(max(width * scale, 3.0), max(height * scale, 2.0) + 0.8))

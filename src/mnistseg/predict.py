@@ -7,11 +7,17 @@ network sees it, :func:`prepare_image`:
 1. turns it to grayscale in 0..1;
 2. inverts it when the paper is lighter than the ink (judged from the border, or forced);
 3. stretches the contrast so the paper is 0 and the ink about 1;
-4. scales it so that a typical digit is about 20 pixels tall, and pads it to a size the
+4. drops specks: patches of ink far smaller than a digit;
+5. brings the pen to MNIST's: MNIST strokes are about 12% of a digit's height (2-3 of 20
+   pixels), so strokes much thinner are thickened and much thicker ones thinned, their width
+   estimated from a distance transform;
+6. scales it so that a typical digit is about 20 pixels tall, and pads it to a size the
    U-Net can halve twice.
 
-:func:`predict` then runs the model and brings the mask back to the input's full size;
-:func:`describe_mask` reads the digits off the mask, left to right.
+:func:`predict` then runs the model, brings the mask back to the input's full size (onto
+the user's own strokes, if they were thickened), and gives each connected region the
+class most of its pixels have (:func:`~mnistseg.metrics.vote_by_region`): one stroke, one
+digit. :func:`describe_mask` reads the digits off the mask, left to right.
 
 Example::
 
@@ -40,12 +46,17 @@ from torch import Tensor, nn
 
 from mnistseg.files import atomic_write_bytes, atomic_write_json
 from mnistseg.inference import InferenceModel, as_inference_model
+from mnistseg.metrics import region_majorities
 
 MNIST_DIGIT_HEIGHT = 20.0  # pixels: MNIST centres each digit's 20x20 box in a 28x28 frame
 MARGIN = 8  # pixels of background added around the scaled image
 MAX_PIXELS = 40_000_000  # larger inputs are refused, not silently slow
 MAX_SCALED_PIXELS = 4_000_000  # what the network sees is capped: a speck on a big image must not blow up
 INVERT_CHOICES = ("auto", "yes", "no")
+MNIST_STROKE_SHARE = 0.12  # MNIST's strokes (ink over 0.5) are about 12% of a digit's height (median)
+STROKE_TOLERANCE = (0.75, 1.6)  # strokes within these multiples of MNIST's are left as drawn
+SPECK_SHARE = 0.15  # ink narrower and shorter than this share of a digit's height is a speck
+MIN_REGION_SHARE = 0.02  # predicted regions smaller than this share of the largest are dropped
 
 
 class ImageInputError(ValueError):
@@ -65,12 +76,21 @@ class PreparedImage:
         original_size: ``(H, W)`` of the input.
         scaled_size: ``(h0, w0)`` of the scaled image inside the padding.
         inverted: whether the input was inverted (dark ink on light paper).
+        stroke_width: the pen's estimated width in input pixels (0 without ink).
+        stroke_change: "thickened", "thinned" or "kept" (see :data:`MNIST_STROKE_SHARE`).
+        specks_removed: patches of ink dropped as specks.
+        strokes: bool ``[H, W]``: the input's own ink (specks removed), onto which the mask
+            is put when the strokes were thickened; None otherwise.
     """
 
     tensor: Tensor
     original_size: tuple[int, int]
     scaled_size: tuple[int, int]
     inverted: bool
+    stroke_width: float = 0.0
+    stroke_change: str = "kept"
+    specks_removed: int = 0
+    strokes: np.ndarray | None = None
 
 
 def to_grayscale(image: Image.Image | np.ndarray | Tensor) -> np.ndarray:
@@ -104,7 +124,10 @@ def to_grayscale(image: Image.Image | np.ndarray | Tensor) -> np.ndarray:
 
 
 def prepare_image(
-    image: Image.Image | np.ndarray | Tensor, invert: str = "auto", max_scaled_pixels: int = MAX_SCALED_PIXELS
+    image: Image.Image | np.ndarray | Tensor,
+    invert: str = "auto",
+    max_scaled_pixels: int = MAX_SCALED_PIXELS,
+    normalise_pen: bool = True,
 ) -> PreparedImage:
     """Bring an image to MNIST's conventions (see the module docstring).
 
@@ -115,6 +138,8 @@ def prepare_image(
         max_scaled_pixels: the scaled image has at most this many pixels. Tiny marks would
             otherwise be scaled up until they are 20 pixels tall, whatever that costs; past
             the cap the digits come out smaller than MNIST's.
+        normalise_pen: bring the strokes' width towards MNIST's (:func:`normalise_strokes`);
+            False leaves them as drawn (for comparison).
     """
     if invert not in INVERT_CHOICES:
         raise ValueError(f"invert must be one of {INVERT_CHOICES}, got {invert!r}")
@@ -128,10 +153,17 @@ def prepare_image(
     paper, strongest = np.percentile(ink, 50), np.percentile(ink, 99.5)
     ink = np.clip((ink - paper) / max(strongest - paper, 1e-3), 0.0, 1.0)  # paper 0, ink about 1
 
-    labels, count = ndimage.label(ink > 0.5)
-    heights = [found[0].stop - found[0].start for found in ndimage.find_objects(labels)] if count else []
+    labels, count = ndimage.label(ink > 0.5, structure=np.ones((3, 3)))
+    boxes = ndimage.find_objects(labels) if count else []
+    heights = [found[0].stop - found[0].start for found in boxes]
     big = [h for h in heights if h >= 0.3 * max(heights)] if heights else []
     digit_height = float(np.median(big)) if big else float(height)
+    ink, specks_removed = remove_specks(ink, labels, boxes, SPECK_SHARE * digit_height)
+    own_strokes = ink > 0.25
+    if normalise_pen:
+        ink, pen_width, change = normalise_strokes(ink, MNIST_STROKE_SHARE * digit_height)
+    else:
+        pen_width, change = stroke_width(ink > 0.5), "kept"
     scale = min(MNIST_DIGIT_HEIGHT / max(digit_height, 1.0), (max_scaled_pixels / (height * width)) ** 0.5)
     scaled_h, scaled_w = max(1, round(height * scale)), max(1, round(width * scale))
     tensor = torch.from_numpy(ink).view(1, 1, height, width)
@@ -139,7 +171,72 @@ def prepare_image(
     padded_h = -(-(scaled_h + 2 * MARGIN) // 4) * 4
     padded_w = -(-(scaled_w + 2 * MARGIN) // 4) * 4
     tensor = F.pad(tensor, (MARGIN, padded_w - scaled_w - MARGIN, MARGIN, padded_h - scaled_h - MARGIN))
-    return PreparedImage(tensor.clamp(0, 1).contiguous(), (height, width), (scaled_h, scaled_w), inverted)
+    return PreparedImage(
+        tensor.clamp(0, 1).contiguous(), (height, width), (scaled_h, scaled_w), inverted,
+        stroke_width=pen_width, stroke_change=change, specks_removed=specks_removed,
+        strokes=own_strokes if change == "thickened" else None,
+    )  # fmt: skip
+
+
+def remove_specks(ink: np.ndarray, labels: np.ndarray, boxes: list, size: float) -> tuple[np.ndarray, int]:
+    """Clear the patches of ink whose bounding box is smaller than ``size`` both ways.
+
+    Args:
+        ink: float32 ``[H, W]`` in 0..1, light ink on black.
+        labels: the patches of ``ink > 0.5`` (``ndimage.label``), ``boxes`` their slices.
+        size: pixels; a digit's height times :data:`SPECK_SHARE`.
+
+    Returns:
+        ``(ink without the specks, how many were removed)``; their faint rims go too.
+    """
+    specks = [
+        number for number, box in enumerate(boxes, start=1)
+        if box is not None and box[0].stop - box[0].start < size and box[1].stop - box[1].start < size
+    ]  # fmt: skip
+    if not specks:
+        return ink, 0
+    speck_pixels = ndimage.binary_dilation(np.isin(labels, specks), iterations=2)
+    return np.where(speck_pixels, 0.0, ink).astype(np.float32), len(specks)
+
+
+def stroke_width(strokes: np.ndarray) -> float:
+    """A pen's width in pixels: twice the distance from the strokes' middle lines to their edges.
+
+    Args:
+        strokes: bool ``[H, W]``, the ink.
+
+    Returns:
+        The median over the ridge of the distance transform (pixels at least as far from the
+        background as their 8 neighbours), as ``2 d - 1``; 0.0 without ink.
+    """
+    inside = ndimage.distance_transform_edt(strokes)
+    ridge = strokes & (inside == ndimage.maximum_filter(inside, size=3))
+    return float(2 * np.median(inside[ridge]) - 1) if ridge.any() else 0.0
+
+
+def normalise_strokes(ink: np.ndarray, target: float) -> tuple[np.ndarray, float, str]:
+    """Thicken or thin the strokes towards ``target`` pixels wide, if they are far from it.
+
+    Args:
+        ink: float32 ``[H, W]`` in 0..1, light ink on black.
+        target: the width MNIST's strokes would have at this size (pixels).
+
+    Returns:
+        ``(ink, the width as drawn, "thickened" | "thinned" | "kept")``. Growing and
+        shrinking go by the distance transform, with a one-pixel soft edge.
+    """
+    strokes = ink > 0.5
+    width = stroke_width(strokes)
+    low, high = STROKE_TOLERANCE
+    if width == 0.0 or low * target <= width <= high * target:
+        return ink, width, "kept"
+    if width < low * target:
+        outside = ndimage.distance_transform_edt(~strokes)  # 1 next to the ink
+        grown = np.clip((target - width) / 2 + 1 - outside, 0.0, 1.0)
+        return np.maximum(ink, grown).astype(np.float32), width, "thickened"
+    inside = ndimage.distance_transform_edt(strokes)  # 1 at the ink's edge
+    kept = np.clip(inside - (width - target) / 2, 0.0, 1.0)
+    return np.minimum(ink, kept).astype(np.float32), width, "thinned"
 
 
 @torch.inference_mode()
@@ -158,7 +255,23 @@ def predict(
     Returns:
         int64 ``[H, W]``: class ids at the input's size (0 background, digit + 1).
     """
-    return segment(image, model, invert)[0]
+    return segment(image, model, invert).mask
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    """What :func:`segment` found in one image.
+
+    Attributes:
+        mask: int64 ``[H, W]`` at the input's size: each connected region one class (its
+            majority), regions far smaller than the largest dropped.
+        raw_mask: int64 ``[H, W]``: the network's own argmax, before the vote.
+        prepared: how the image was brought to MNIST's conventions.
+    """
+
+    mask: Tensor
+    raw_mask: Tensor
+    prepared: PreparedImage
 
 
 @torch.inference_mode()
@@ -167,11 +280,31 @@ def segment(
     model: nn.Module | InferenceModel,
     invert: str = "auto",
     max_scaled_pixels: int = MAX_SCALED_PIXELS,
-) -> tuple[Tensor, PreparedImage]:
-    """:func:`predict`, also returning how the image was prepared (whether it was inverted, ...)."""
-    prepared = prepare_image(image, invert, max_scaled_pixels)
+    normalise_pen: bool = True,
+) -> Segmentation:
+    """:func:`predict`, also returning the network's mask before the vote and how the image was prepared."""
+    prepared = prepare_image(image, invert, max_scaled_pixels, normalise_pen)
     logits = as_inference_model(model).logits(prepared.tensor).cpu()  # (1, 11, h, w)
-    return logits_to_mask(logits, prepared), prepared
+    raw = logits_to_mask(logits, prepared)  # (H, W)
+    if prepared.strokes is not None:  # thickened for the network: the mask goes on the strokes as drawn
+        raw = torch.where(torch.from_numpy(prepared.strokes), raw, 0)
+    return Segmentation(tidy_mask(raw, logits.shape[1]), raw, prepared)
+
+
+def tidy_mask(mask: Tensor, num_classes: int, min_region_share: float = MIN_REGION_SHARE) -> Tensor:
+    """One class per connected region (majority vote), and no regions far smaller than the largest.
+
+    Args:
+        mask: int64 ``[H, W]`` class ids.
+        num_classes: classes, background included.
+        min_region_share: regions with fewer pixels than this share of the largest become background.
+    """
+    regions, votes, winners = region_majorities(mask[None], num_classes)  # regions (1, H, W)
+    sizes = votes.sum(axis=1)
+    keep = sizes >= min_region_share * sizes[1:].max(initial=0)
+    keep[0] = True
+    winners = np.where(keep, winners, 0)
+    return torch.from_numpy(winners[regions[0]]).to(torch.int64)
 
 
 def logits_to_mask(logits: Tensor, prepared: PreparedImage) -> Tensor:
@@ -182,7 +315,9 @@ def logits_to_mask(logits: Tensor, prepared: PreparedImage) -> Tensor:
     return resized.argmax(dim=1)[0]
 
 
-def describe_mask(mask: Tensor, names: Sequence[str], min_area_fraction: float = 0.02) -> dict[str, Any]:
+def describe_mask(
+    mask: Tensor, names: Sequence[str], min_area_fraction: float = MIN_REGION_SHARE, raw: Tensor | None = None
+) -> dict[str, Any]:
     """Read a predicted mask: the digits left to right, areas per class, and regions.
 
     A region is a connected patch of foreground (8-connected); its class is the one most
@@ -192,27 +327,37 @@ def describe_mask(mask: Tensor, names: Sequence[str], min_area_fraction: float =
     Args:
         mask: int64 ``[H, W]`` class ids.
         names: the class names, background first.
+        min_area_fraction: see above.
+        raw: the network's mask before the region vote (:attr:`Segmentation.raw_mask`); if
+            given, each region also reports how its pixels voted.
 
     Returns:
         ``{"digits": [int, ...], "areas": {name: pixels}, "regions": [{"bbox": [x0, y0,
-        x1, y1], "class": name, "area": pixels}, ...]}``, regions left to right.
+        x1, y1], "class": name, "class_id": int, "area": pixels, "votes": {name: pixels},
+        "agreement": share of the winner}, ...]}``, regions left to right (``votes`` and
+        ``agreement`` with ``raw``).
     """
     array = mask.cpu().numpy()
     areas = {names[index]: int((array == index).sum()) for index in range(1, len(names))}
     labels, count = ndimage.label(array > 0, structure=np.ones((3, 3)))
+    raw_array = raw.cpu().numpy() if raw is not None else None
     regions = []
     for number, found in enumerate(ndimage.find_objects(labels), start=1):
         if found is None:
             continue
         inside = labels[found] == number
-        classes = array[found][inside]
-        winner = int(np.bincount(classes, minlength=len(names)).argmax())
-        regions.append({
+        winner = int(np.bincount(array[found][inside], minlength=len(names)).argmax())
+        region = {
             "bbox": [found[1].start, found[0].start, found[1].stop, found[0].stop],
             "class": names[winner],
             "class_id": winner,
             "area": int(inside.sum()),
-        })  # fmt: skip
+        }
+        if raw_array is not None:
+            counts = np.bincount(raw_array[found][inside], minlength=len(names))
+            region["votes"] = {names[index]: int(counts[index]) for index in np.flatnonzero(counts) if index > 0}
+            region["agreement"] = round(float(counts[winner] / max(counts[1:].sum(), 1)), 4)
+        regions.append(region)
     largest = max((region["area"] for region in regions), default=0)
     regions = [region for region in regions if region["area"] >= min_area_fraction * largest]
     regions.sort(key=lambda region: (region["bbox"][0] + region["bbox"][2]) / 2)
@@ -268,27 +413,35 @@ def predict_file(
 ) -> dict[str, Any]:
     """Segment one image file and write ``<stem>_mask.png``, ``<stem>_overlay.png`` and ``<stem>.json`` into ``out``.
 
+    The overlay draws the class colours over the user's own picture (its own polarity and colours).
+
     Returns:
-        The JSON summary (see :func:`describe_mask`) with ``image``, ``inverted``, ``tta``
-        (whether test-time shifts were averaged) and ``files``.
+        The JSON summary (see :func:`describe_mask`, with each region's ``votes``) with
+        ``image``, ``inverted``, ``tta`` (whether test-time shifts were averaged),
+        ``stroke_width`` (the pen, input pixels), ``strokes`` ("kept", "thickened" or
+        "thinned"), ``specks_removed`` and ``files``.
     """
     image = read_image(path)
     model = as_inference_model(model)
-    mask, prepared = segment(image, model, invert)
-    summary = {"image": str(path), "inverted": prepared.inverted, "tta": model.tta, **describe_mask(mask, names)}
+    found = segment(image, model, invert)
+    prepared = found.prepared
+    summary = {
+        "image": str(path), "inverted": prepared.inverted, "tta": model.tta,
+        "stroke_width": round(prepared.stroke_width, 1), "strokes": prepared.stroke_change,
+        "specks_removed": prepared.specks_removed, **describe_mask(found.mask, names, raw=found.raw_mask),
+    }  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     mask_path, overlay_path, json_path = (
         out / f"{path.stem}{suffix}" for suffix in ("_mask.png", "_overlay.png", ".json")
     )
     buffer = io.BytesIO()
-    Image.fromarray(mask.numpy().astype(np.uint8), mode="L").save(buffer, format="PNG")
+    Image.fromarray(found.mask.numpy().astype(np.uint8), mode="L").save(buffer, format="PNG")
     atomic_write_bytes(mask_path, buffer.getvalue())
     from mnistseg.figures import save_prediction_figure  # matplotlib: only when a figure is drawn
 
-    ink = to_grayscale(image)
-    ink = 1.0 - ink if prepared.inverted else ink
-    digits = "".join(str(digit) for digit in summary["digits"]) or "none"
-    save_prediction_figure(torch.from_numpy(ink), mask, overlay_path, names, title=f"{path.name}: digits {digits}")
+    picture = np.asarray(image.convert("RGB"), dtype=np.float32) / 255  # the user's own picture, as it is
+    digits = " ".join(str(digit) for digit in summary["digits"]) or "none found"
+    save_prediction_figure(picture, found.mask, overlay_path, names, title=f"{path.name}: {digits}")
     summary["files"] = {"mask": str(mask_path), "overlay": str(overlay_path)}
     atomic_write_json(json_path, summary)
     return summary

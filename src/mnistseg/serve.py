@@ -109,7 +109,8 @@ class Segmenter:
             raise RequestError(HTTPStatus.BAD_REQUEST, f"the body {error}") from None
         started = time.perf_counter()
         with self.lock:
-            mask, prepared = segment(image, self.model, max_scaled_pixels=MAX_SCALED_PIXELS)  # int64 (H, W)
+            found = segment(image, self.model, max_scaled_pixels=MAX_SCALED_PIXELS)
+            mask, prepared = found.mask, found.prepared  # int64 (H, W)
         milliseconds = (time.perf_counter() - started) * 1000
         height, width = mask.shape
         class_ids = mask.numpy().astype(np.uint8)  # (H, W); 11 classes fit a byte
@@ -120,7 +121,7 @@ class Segmenter:
             "inverted": prepared.inverted,
             "tta": self.model.tta,
             "milliseconds": round(milliseconds, 1),
-            **describe_mask(mask, self.names),
+            **describe_mask(mask, self.names, raw=found.raw_mask),
         }
 
 
