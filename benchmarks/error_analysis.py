@@ -32,9 +32,9 @@ from record import benchmark_parser, write_record
 BATCH = 1000
 
 
-def analyse(checkpoint: Path, root: Path, split: str) -> dict[str, Any]:
-    """The error breakdown of one checkpoint on ``split`` ("val" or "test")."""
-    model = load_for_inference(checkpoint, "torch", "cpu")
+def analyse(checkpoint: Path, root: Path, split: str, precision: str | None = None) -> dict[str, Any]:
+    """The error breakdown of one checkpoint on ``split`` ("val" or "test"), run as trained unless told a precision."""
+    model = load_for_inference(checkpoint, "torch", "cpu", precision=precision)
     record = model.record
     if record.dataset != "mnist":
         raise ValueError(f"{checkpoint} was trained on {record.dataset}; this analysis reads single MNIST digits")
@@ -47,7 +47,7 @@ def analyse(checkpoint: Path, root: Path, split: str) -> dict[str, Any]:
     target = masks_from_images(inputs, labels, record.threshold)
     predicted = torch.cat([model.logits(inputs[start : start + BATCH]).argmax(dim=1) for start in
                            range(0, len(inputs), BATCH)])  # fmt: skip
-    breakdown = error_breakdown(inputs, target, predicted.cpu(), record.threshold)
+    breakdown = error_breakdown(inputs, target, predicted.cpu(), record.threshold)  # of the network's own argmax
     tp = int(((predicted.cpu() == target) & (target > 0)).sum())
     iou = float(iou_score(torch.tensor(tp), torch.tensor(breakdown["fp"]), torch.tensor(breakdown["fn"])))
     return {"checkpoint": str(checkpoint), "split": split, "images": len(labels), "tp": tp, "iou": iou,

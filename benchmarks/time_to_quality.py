@@ -49,6 +49,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from error_analysis import analyse
 from mnistseg.checkpoint import load_model, versions
 from mnistseg.data import BatchedLoader, class_names, load_arrays
 from mnistseg.device import autocast, describe_hardware
@@ -127,12 +128,18 @@ def train_preset(name: str, seed: int, root: Path, out: Path, device: str, extra
     train_images = recipe["epochs"] * int(TRAIN_IMAGES if recipe["subset"] is None else recipe["subset"] * 5 // 6)
     with open(out / "metrics.csv", newline="") as stream:
         epoch_seconds = sum(float(row["seconds"]) for row in csv.DictReader(stream))
+    timings = config.get("timings") or {}
+    # Where the whole process's time went: the trainer's own clocks, and the rest (Python and
+    # torch start-up, imports, argument parsing, exit) as the difference.
+    breakdown = {key: timings.get(key, 0.0) for key in ("setup", "train", "validate", "write")}
+    breakdown = {"start-up and imports": wall - sum(breakdown.values()), **breakdown}
     return {
         "wall_seconds": wall,  # the whole process, start to exit
         "train_seconds": epoch_seconds,  # the epochs as the trainer timed them, validation included
         "images_per_s": train_images / epoch_seconds,
         "peak_rss_gib": usage.ru_maxrss / 2**20,
         "val_iou": config["best"]["val"]["iou"],
+        "breakdown_seconds": breakdown,
     }
 
 
@@ -291,12 +298,14 @@ def main() -> None:
             test = evaluate_checkpoint(
                 out, args.root, device, json_path=out / "test.json", figure_path=out / "t.png", precision="fp32"
             )  # the article's precision, whatever the recipe trained in
+            errors = analyse(out, args.root, "test", precision="fp32")  # where that run's errors are
             runs.append(
                 {
                     "preset": name,
                     "seed": seed,
                     **run,
-                    **{key: test[key] for key in ("tp", "fp", "fn", "iou", "dice", "tta")},
+                    **{key: test[key] for key in ("tp", "fp", "fn", "iou", "dice", "tta", "vote")},
+                    "errors": {key: value for key, value in errors.items() if key not in ("checkpoint", "split")},
                 }
             )
             recipe = get_preset(name)
@@ -317,6 +326,21 @@ def main() -> None:
             for key in ("wall_seconds", "train_seconds", "val_iou", "iou", "tp", "fp", "fn")
         }
         print(f"  {name:<6} " + "   ".join(plus_minus(label, summaries[name][key]) for label, key in SUMMARY_COLUMNS))
+        parts = rows[0]["breakdown_seconds"]
+        summaries[name]["breakdown_seconds"] = {
+            part: mean_std([row["breakdown_seconds"][part] for row in rows]) for part in parts
+        }
+        print(
+            "         whole process: "
+            + ", ".join(f"{part} {summaries[name]['breakdown_seconds'][part]['mean']:.1f} s" for part in parts)
+        )
+    print("\nwhere the test errors are (mean over seeds; pixels, the network's argmax before any vote):")
+    error_keys = ("fg_bg", "fg_bg_near_threshold", "wrong_digit", "misread_images", "split_regions", "voted_iou")
+    print(f"  {'preset':<6} " + " ".join(f"{key:>21}" for key in error_keys))
+    for name in args.presets:
+        rows = [row["errors"] for row in runs if row["preset"] == name]
+        summaries[name]["errors"] = {key: mean_std([row[key] for row in rows]) for key in error_keys + ("iou",)}
+        print(f"  {name:<6} " + " ".join(f"{summaries[name]['errors'][key]['mean']:>21,.4g}" for key in error_keys))
     for name, per_seed in ablations.items():
         print(
             f"  {name} on validation (last epoch): "

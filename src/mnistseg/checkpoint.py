@@ -64,6 +64,8 @@ class CheckpointRecord:
         best: ``{"epoch", "val"}`` of the epoch with the best validation IoU (saved as
             ``model.safetensors``), or None before the first epoch ends.
         last: the same for the last finished epoch.
+        timings: seconds spent, summed over the epochs this process trained: ``setup`` (data
+            and model), ``train``, ``validate`` and ``write`` (checkpoints, figures, state).
     """
 
     recipe: Recipe
@@ -73,6 +75,7 @@ class CheckpointRecord:
     world_size: int = 1
     best: dict[str, Any] | None = None
     last: dict[str, Any] | None = None
+    timings: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.class_names:
@@ -104,6 +107,7 @@ class CheckpointRecord:
             "versions": self.versions,
             "best": self.best,
             "last": self.last,
+            "timings": self.timings,
         }
 
     @classmethod
@@ -132,6 +136,7 @@ class CheckpointRecord:
             world_size=int(data.get("world_size", 1)),
             best=data.get("best"),
             last=data.get("last"),
+            timings=dict(data.get("timings") or {}),
         )
 
 

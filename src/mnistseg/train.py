@@ -294,7 +294,8 @@ def run_epoch(
 ) -> tuple[dict[str, Any], dict[str, Any]]:  # fmt: skip
     """Train one epoch, then validate; returns the history row and the validation summary.
 
-    The row holds the ``metrics.csv`` columns, and ``batch_losses``: rank 0's loss at each step.
+    The row holds the ``metrics.csv`` columns (``seconds``: training and validation), plus
+    ``train_seconds`` and ``batch_losses``: rank 0's loss at each step.
     """
     started = time.perf_counter()
     parts = run.parts
@@ -306,6 +307,7 @@ def run_epoch(
         )  # fmt: skip
     finally:
         progress.close()
+    train_seconds = time.perf_counter() - started
     train_loss = sum(batch_losses) / max(len(batch_losses), 1)
     train_loss = all_reduce_sum(torch.tensor([train_loss], device=device), context).item() / context.world_size
     names = class_names(recipe.dataset)
@@ -321,6 +323,7 @@ def run_epoch(
         **{key: val[key] for key in ("tp", "fp", "fn", "iou", "dice")},
         "lr": parts.optimizer.param_groups[0]["lr"],
         "seconds": time.perf_counter() - started,
+        "train_seconds": train_seconds,
         "batch_losses": batch_losses,
     }
     return row, val
@@ -389,7 +392,9 @@ def fit(
     if context.is_main:
         out.mkdir(parents=True, exist_ok=True)
     set_float32_precision(device, recipe.precision)
+    started = time.perf_counter()
     run = build_run(recipe, root, device, context, log)
+    setup_seconds = time.perf_counter() - started
     record = CheckpointRecord(recipe, data_root=str(Path(root).resolve()), world_size=context.world_size)
     progress = Progress(config=record.to_json())
     if resume:
@@ -412,16 +417,26 @@ def fit(
     )
     first_val_images = next(iter(run.val_batches))[0][:100].to(device)
     history = progress.history
+    timings = {"setup": setup_seconds, "train": 0.0, "validate": 0.0, "write": 0.0}
     for epoch in range(progress.epoch + 1, recipe.epochs + 1):
         row, val = run_epoch(run, recipe, epoch, device, context, log)
         history.append(row)
         log(format_epoch(row, recipe.epochs))
+        timings["train"] += row["train_seconds"]
+        timings["validate"] += row["seconds"] - row["train_seconds"]
+        started = time.perf_counter()
+        record.timings = {key: round(value, 3) for key, value in timings.items()}
         if context.is_main:
             write_epoch_files(out, run, record, history, val, first_val_images)
         # Last, in one file: the point a resumed run continues from.
         best_iou = (record.best or {}).get("val", {}).get("iou") or -1.0
         save_training_state(out / STATE_FILE, run.parts, Progress(epoch, history, best_iou, record.to_json()), context)
         barrier(context)  # the other ranks wait while rank 0 writes
+        timings["write"] += time.perf_counter() - started
     if context.is_main:
+        started = time.perf_counter()
         save_learning_curve(history, out / "learning_curve.png")
+        timings["write"] += time.perf_counter() - started
+        record.timings = {key: round(value, 3) for key, value in timings.items()}
+        write_record(out, record)  # with the whole run's timings
     return record
