@@ -13,9 +13,10 @@ What it measures, all in this one run on this one machine:
    per seed (its wall time start to exit, the trainer's epoch seconds, peak RSS), its
    validation IoU read from ``config.json``, then its test set scored once, in float32 as
    the article scored it.
-3. **Choices on validation.** For presets with a moving average or test-time shifts, the
-   last epoch's raw and averaged weights are scored on the validation split, with and
-   without the shifts: the evidence for those choices, never the test set.
+3. **Choices on validation.** For presets with a moving average, test-time shifts or the
+   region vote, the last epoch's raw and averaged weights are scored on the validation
+   split, with and without the shifts and the vote: the evidence for those choices, never
+   the test set. Each run's test errors are split by kind (``error_analysis.analyse``).
 4. **Where the speed-up comes from.** Implementation = reference per-item time / reference
    batched time (same recipe); recipe = reference batched time / ``fast`` process time;
    their product is the headline ratio. Arithmetic (forward + backward FLOPs, counted by
@@ -144,7 +145,7 @@ def train_preset(name: str, seed: int, root: Path, out: Path, device: str, extra
 
 
 def validation_ablations(out: Path, root: Path, device: torch.device) -> dict[str, float]:
-    """Validation IoU of the last epoch's raw and averaged weights, each with and without test-time shifts."""
+    """Validation IoU of the last epoch's raw and averaged weights, with and without shifts and the region vote."""
     tensors, metadata = load_training_state(out / STATE_FILE)
     recipe = Recipe(**metadata["config"]["recipe"])
     _, val_batches, _, _ = make_batches(recipe, root, device)
@@ -158,9 +159,13 @@ def validation_ablations(out: Path, root: Path, device: torch.device) -> dict[st
         model = SimpleUNet.from_config(ModelConfig(**metadata["config"]["model"]))
         model.load_state_dict(state)
         model = model.to(device, memory_format=torch.channels_last if recipe.channels_last else torch.preserve_format)
-        for tta in (False, True):
-            scored = evaluate(model, val_batches, len(names), device, recipe.precision, recipe.channels_last, tta)
-            result[f"{kind}{' + shifts' if tta else ''}"] = summarize(scored.confusion, names)["iou"]
+        for tta, vote in itertools.product((False, True), (False, True)):
+            scored = evaluate(
+                model, val_batches, len(names), device, recipe.precision, recipe.channels_last, tta, vote=vote
+            )
+            result[f"{kind}{' + shifts' if tta else ''}{' + vote' if vote else ''}"] = summarize(
+                scored.confusion, names
+            )["iou"]
     return result
 
 
@@ -309,7 +314,7 @@ def main() -> None:
                 }
             )
             recipe = get_preset(name)
-            if recipe.ema_decay > 0 or recipe.tta:
+            if recipe.ema_decay > 0 or recipe.tta or recipe.vote:
                 ablations.setdefault(name, []).append(validation_ablations(out, args.root, device))
             # What is done so far, in case the run is cut short (a lent GPU's time limit, say).
             write_record(args.json, partial=True, seeds=args.seeds, device=str(device), reference=reference, runs=runs)

@@ -66,8 +66,8 @@ def test_two_processes_train_and_their_evaluation_counts_equal_one_process(data_
     config = json.loads((out / "config.json").read_text())
     assert config["world_size"] == 2
     assert sorted(path.name for path in out.iterdir()) == [
-        "MODEL_CARD.md", "config.json", "figures", "last.safetensors", "learning_curve.png", "metrics.csv", "model.safetensors",
-        "training_state.safetensors",
+        "MODEL_CARD.md", "config.json", "figures", "last.safetensors", "learning_curve.png", "metrics.csv",
+        "model.safetensors", "training_state.safetensors",
     ]  # fmt: skip
     assert (out / "metrics.csv").read_text().count("\n") == 2  # header and one epoch, written once
 

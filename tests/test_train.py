@@ -39,6 +39,10 @@ def test_presets_and_overrides() -> None:
         get_preset("fast", ema_decay=1.0)
     with pytest.raises(ValueError, match="subset"):
         get_preset("fast", subset=3)
+    # Scenes' digits can touch: their presets go without the region vote, and asking for it is refused.
+    assert get_preset("fast").vote and not get_preset("fast", dataset="scenes").vote
+    with pytest.raises(ValueError, match="add --no-vote"):
+        get_preset("fast", dataset="scenes", vote=True)
 
 
 @pytest.mark.parametrize("num_workers", [0, 2])
