@@ -102,7 +102,7 @@ def test_evaluate_counts_every_test_pixel(trained: Path, data_root: Path, tmp_pa
     for name in ("confusion_matrix.png", "hardest_test_digits.png"):  # beside the overlay
         assert_valid_png(trained / name)
     card = (trained / "MODEL_CARD.md").read_text()  # the card now carries the test figures
-    assert f"Test (10,000 images, bf16): TP {summary['tp']:,}, FP {summary['fp']:,}" in card
+    assert f"Test (10,000 images, bf16, region vote): TP {summary['tp']:,}, FP {summary['fp']:,}" in card
 
 
 def test_figures_command(data_root: Path, tmp_path: Path) -> None:

@@ -137,7 +137,7 @@ def test_the_cli_reports_bad_files_and_still_processes_the_good_ones(
     )
     assert result.returncode == 1
     assert result.stdout.splitlines() == [
-        f"model: {trained_checkpoint} (PyTorch, cpu, bf16)",
+        f"model: {trained_checkpoint} (PyTorch, cpu, bf16, region vote)",
         f"{good}: {labels[0].item()} {labels[1].item()}",
     ]
     errors = result.stderr.strip().splitlines()
