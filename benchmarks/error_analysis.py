@@ -26,7 +26,7 @@ import torch
 
 from mnistseg.data import load_arrays, masks_from_images, split_indices
 from mnistseg.inference import load_for_inference
-from mnistseg.metrics import error_breakdown, iou_score
+from mnistseg.metrics import error_breakdown
 from record import benchmark_parser, write_record
 
 BATCH = 1000
@@ -48,10 +48,8 @@ def analyse(checkpoint: Path, root: Path, split: str, precision: str | None = No
     predicted = torch.cat([model.logits(inputs[start : start + BATCH]).argmax(dim=1) for start in
                            range(0, len(inputs), BATCH)])  # fmt: skip
     breakdown = error_breakdown(inputs, target, predicted.cpu(), record.threshold)  # of the network's own argmax
-    tp = int(((predicted.cpu() == target) & (target > 0)).sum())
-    iou = float(iou_score(torch.tensor(tp), torch.tensor(breakdown["fp"]), torch.tensor(breakdown["fn"])))
-    return {"checkpoint": str(checkpoint), "split": split, "images": len(labels), "tp": tp, "iou": iou,
-            "recipe": record.recipe.name, "precision": model.precision, "tta": model.tta, **breakdown}  # fmt: skip
+    return {"checkpoint": str(checkpoint), "split": split, "images": len(labels), "recipe": record.recipe.name,
+            "precision": model.precision, "tta": model.tta, **breakdown}  # fmt: skip
 
 
 def main() -> None:

@@ -21,11 +21,11 @@ STAGES = {
     "inference": 5,
     "evaluate": 6,
     "train": 7,
-    "predict": 8,
+    "picture": 8, "predict": 8,
     "export": 9,
     "serve": 10,
 }  # fmt: skip
-SUPPORT = {"files", "device", "recipes", "checkpoint", "model_card", "distributed", "resume"}
+SUPPORT = {"files", "device", "recipes", "checkpoint", "model_card", "progress", "distributed", "resume"}
 
 
 def imported_modules(path: Path) -> set[str]:

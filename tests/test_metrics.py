@@ -118,7 +118,7 @@ def test_the_error_breakdown_on_a_hand_counted_example() -> None:
     # The 5-pixel region votes 4 (three 4s against two 3s); the speck is its own region.
     assert vote_by_region(predicted, 11).tolist() == [[[0, 4, 4, 0], [4, 4, 4, 0], [0, 0, 0, 0], [0, 0, 0, 5]]]
     assert error_breakdown(images, target, predicted, threshold=0.2) == {
-        "fp": 5, "fn": 3,  # = fg_bg + 2 * wrong_digit
+        "tp": 1, "fp": 5, "fn": 3, "iou": 1 / 9,  # fp + fn = fg_bg + 2 * wrong_digit
         "fg_bg": 2, "fg_bg_near_threshold": 1, "wrong_digit": 3,
         "misread_images": 1, "misread_pixels": 3,  # most of the digit reads 3, not 2
         "split_regions": 1, "split_minority_pixels": 2,

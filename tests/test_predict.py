@@ -17,7 +17,8 @@ from PIL import Image
 import mnistseg
 from mnistseg.checkpoint import load_model
 from mnistseg.data import class_names, load_arrays
-from mnistseg.predict import ImageInputError, describe_mask, predict, prepare_image, to_grayscale
+from mnistseg.picture import ImageInputError, prepare_image, to_grayscale
+from mnistseg.predict import describe_mask, predict
 from mnistseg.scenes import make_scenes
 
 NAMES = class_names()
@@ -308,7 +309,7 @@ def test_specks_are_dropped_and_thick_pens_thinned() -> None:
 
 
 def test_stroke_width_is_measured_from_the_distance_transform() -> None:
-    from mnistseg.predict import stroke_width
+    from mnistseg.picture import stroke_width
 
     bars = np.zeros((40, 40), dtype=bool)
     bars[5:35, 5:10] = True  # a bar 5 pixels wide

@@ -323,7 +323,8 @@ def run_evaluate(args: argparse.Namespace) -> None:
 def run_predict(args: argparse.Namespace) -> int:
     from mnistseg.checkpoint import default_checkpoint
     from mnistseg.inference import load_for_inference
-    from mnistseg.predict import ImageInputError, predict_file
+    from mnistseg.picture import ImageInputError
+    from mnistseg.predict import predict_file
 
     model = load_for_inference(args.checkpoint or default_checkpoint(), args.engine, "cpu", tta=args.tta)
     names = model.record.class_names

@@ -48,6 +48,7 @@ class DatasetSpec:
         image_size: height and width of its images.
         scenes: its images are generated canvases of several digits, not the raw images.
         augment: whether the random affine may be applied to its training split.
+        hub_id: the Hugging Face hub's name for the data it comes from (model cards).
     """
 
     name: str
@@ -56,6 +57,7 @@ class DatasetSpec:
     image_size: int = 28
     scenes: bool = False
     augment: bool = True
+    hub_id: str = "mnist"
 
     def prepare(self, root: str | Path, download: bool = False) -> Path:
         """Put the raw files under ``root`` (verified); returns their folder."""
@@ -69,7 +71,7 @@ class DatasetSpec:
 DATASETS: Mapping[str, DatasetSpec] = MappingProxyType(
     {
         "mnist": DatasetSpec("mnist", DIGIT_NAMES, prepare.MNIST),
-        "fashion-mnist": DatasetSpec("fashion-mnist", FASHION_NAMES, prepare.FASHION_MNIST),
+        "fashion-mnist": DatasetSpec("fashion-mnist", FASHION_NAMES, prepare.FASHION_MNIST, hub_id="fashion_mnist"),
         # 1-5 MNIST digits on a 64x64 canvas; their random placement is their augmentation.
         "scenes": DatasetSpec("scenes", DIGIT_NAMES, prepare.MNIST, image_size=64, scenes=True, augment=False),
     }

@@ -260,7 +260,7 @@ def error_breakdown(
         margin: fg/bg errors with an intensity within this of ``threshold`` are "near".
 
     Returns:
-        ``fp``, ``fn``; ``fg_bg`` and ``fg_bg_near_threshold`` (pixels); ``wrong_digit``
+        ``tp``, ``fp``, ``fn``, ``iou``; ``fg_bg`` and ``fg_bg_near_threshold`` (pixels); ``wrong_digit``
         (pixels); ``misread_images`` (the majority of the predicted digit pixels on the
         true digit is another digit, or there are none) and ``misread_pixels`` (their
         wrong-digit pixels); ``split_regions`` (predicted regions holding two or more
@@ -289,8 +289,10 @@ def error_breakdown(
 
     voted = per_image_counts(vote_by_region(predicted, num_classes), target).sum(dim=0)
     return {
+        "tp": int(counts[0]),
         "fp": int(counts[1]),
         "fn": int(counts[2]),
+        "iou": float(iou_score(counts[0], counts[1], counts[2])),
         "fg_bg": int(fg_bg.sum()),
         "fg_bg_near_threshold": int((fg_bg & ((images - threshold).abs() <= margin)).sum()),
         "wrong_digit": int(wrong_digit.sum()),

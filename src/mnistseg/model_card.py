@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from mnistseg.checkpoint import CONFIG_FILE, WEIGHTS_FILE, CheckpointRecord
+from mnistseg.datasets import get_dataset
 from mnistseg.files import atomic_write_text
 from mnistseg.prepare import sha256_of
 
 CARD_FILE = "MODEL_CARD.md"
-HUB_DATASETS = {"mnist": "mnist", "fashion-mnist": "fashion_mnist", "scenes": "mnist"}
 
 
 def _counts(section: dict[str, Any]) -> str:
@@ -36,7 +36,7 @@ def model_card(folder: str | Path, record: CheckpointRecord, test: dict[str, Any
     """
     folder = Path(folder)
     recipe = record.recipe
-    dataset = HUB_DATASETS.get(recipe.dataset, recipe.dataset)
+    dataset = get_dataset(recipe.dataset).hub_id
     name = f"mnistseg-{recipe.name}-{recipe.dataset}"
     metrics = []
     if record.best is not None and record.best["val"]["iou"] is not None:
@@ -68,8 +68,8 @@ def model_card(folder: str | Path, record: CheckpointRecord, test: dict[str, Any
         "",
         f"A small U-Net (`SimpleUNet`, widths {widths}{', input at the head' if recipe.input_to_head else ''}) "
         f"that gives every pixel of a {recipe.dataset} image one of {len(record.class_names)} classes: "
-        f"background, or the class of the {'digit' if recipe.dataset != 'fashion-mnist' else 'garment'} it belongs "
-        f"to. A pixel is foreground when its intensity (0..1) is over {recipe.threshold}. Trained by "
+        f"background, or the class of what it belongs to ({', '.join(record.class_names[1:])}). "
+        f"A pixel is foreground when its intensity (0..1) is over {recipe.threshold}. Trained by "
         f"`mnistseg train` from the `{recipe.name}` preset.",
         "",
         "## Intended use",

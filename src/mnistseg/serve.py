@@ -44,7 +44,8 @@ import numpy as np
 from mnistseg.checkpoint import default_checkpoint
 from mnistseg.datasets import CLASS_COLORS
 from mnistseg.inference import InferenceModel, load_for_inference
-from mnistseg.predict import ImageInputError, ImageTooLargeError, decode_image, describe_mask, segment
+from mnistseg.picture import ImageInputError, ImageTooLargeError, decode_image
+from mnistseg.predict import describe_mask, segment
 
 MAX_BODY_BYTES = 2_000_000  # a 560x280 drawing is a few kB as PNG
 MAX_IMAGE_PIXELS = 2_000_000  # about 1400x1400

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import io
-import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
@@ -23,7 +22,6 @@ import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Subset
-from tqdm.auto import tqdm
 
 from mnistseg.checkpoint import (
     LAST_WEIGHTS_FILE,
@@ -50,6 +48,7 @@ from mnistseg.inference import predict_logits
 from mnistseg.metrics import summarize
 from mnistseg.model import SimpleUNet, count_parameters
 from mnistseg.model_card import write_model_card
+from mnistseg.progress import EpochProgress
 from mnistseg.recipes import Recipe
 from mnistseg.resume import STATE_FILE, Progress, TrainingParts, restore_training_state, save_training_state
 
@@ -157,53 +156,6 @@ def train_one_epoch(
         if progress is not None:
             progress(len(images), losses[-1])
     return losses
-
-
-class EpochProgress:
-    """Progress through one epoch: a bar in a terminal or in Jupyter, plain lines elsewhere.
-
-    With output going to a file or a pipe (no terminal to redraw a bar in), it prints one
-    line each time another ~10% of the epoch's images is done: images, images/s, the mean
-    loss since the last line, and the time left at that pace.
-
-    Args:
-        total: the epoch's training images.
-        description: what is progressing, e.g. ``"epoch 1/6"``.
-        log: where plain lines go.
-        enabled: False for a process that must stay quiet (torchrun ranks other than 0).
-    """
-
-    def __init__(self, total: int, description: str, log: Callable[[str], None], enabled: bool = True) -> None:
-        self.total, self.description, self.log = total, description, log
-        self.seen, self.next_line, self.losses = 0, total / 10, []
-        self.started = time.perf_counter()
-        interactive = sys.stderr.isatty() or "ipykernel" in sys.modules  # a terminal, or a notebook's kernel
-        self.bar = tqdm(total=total, desc=description, unit="img", leave=False) if enabled and interactive else None
-        self.lines = enabled and not interactive
-
-    def __call__(self, images: int, loss: float) -> None:
-        """Count a finished step of ``images`` images with its ``loss``."""
-        self.seen += images
-        self.losses.append(loss)
-        if self.bar is not None:
-            self.bar.update(images)
-            self.bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
-        if self.lines and self.next_line <= self.seen < self.total:  # the epoch line reports the end
-            elapsed = time.perf_counter() - self.started
-            rate = self.seen / max(elapsed, 1e-9)
-            self.log(
-                f"  {self.description}  {self.seen:>{len(f'{self.total:,}')},}/{self.total:,} images  "
-                f"{rate:,.0f} img/s  loss {sum(self.losses) / len(self.losses):.4f}  "
-                f"{(self.total - self.seen) / rate:.0f} s left"
-            )
-            self.losses.clear()
-            while self.next_line <= self.seen:
-                self.next_line += self.total / 10
-
-    def close(self) -> None:
-        """Remove the bar (the epoch's summary line follows)."""
-        if self.bar is not None:
-            self.bar.close()
 
 
 def metrics_csv(history: list[dict[str, Any]]) -> str:
