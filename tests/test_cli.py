@@ -52,7 +52,8 @@ def test_train_writes_checkpoint_metrics_and_figures(trained: Path) -> None:
         assert float(row["iou"]) == pytest.approx(tp / (tp + fp + fn))
     config = json.loads((trained / "config.json").read_text())
     assert config["model"] == {
-        "in_channels": 1, "num_classes": 11, "base_width": 16, "widths": None, "input_to_head": False,
+        "in_channels": 1, "num_classes": 11, "base_width": 8, "widths": [8, 32, 64], "input_to_head": True,
+        "decoder": "scores", "input_mean": 0.1307, "input_std": 0.3081,
     }  # fmt: skip
     assert config["recipe"]["name"] == "fast" and config["recipe"]["subset"] == 600
     assert config["class_names"][0] == "background" and len(config["class_names"]) == 11
@@ -119,7 +120,17 @@ def test_data_command_is_idempotent(data_root: Path) -> None:
     assert result.returncode == 0 and "SHA-256 verified" in result.stdout
 
 
-def test_a_network_variant_trains_exports_and_predicts(data_root: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("flags", "description", "parameters"),
+    [
+        (("--decoder", "concat", "--no-normalize"), "SimpleUNet widths 4/8/16, input at the head", 7_602),
+        (("--decoder", "scores", "--normalize"), "widths 4/8/16, input at the head, score decoder, normalised input",
+         4_860),
+    ],
+)  # fmt: skip
+def test_a_network_variant_trains_exports_and_predicts(
+    data_root: Path, tmp_path: Path, flags: tuple[str, ...], description: str, parameters: int
+) -> None:
     import torch
 
     from mnistseg.checkpoint import load_model, read_record
@@ -127,11 +138,11 @@ def test_a_network_variant_trains_exports_and_predicts(data_root: Path, tmp_path
 
     out = tmp_path / "variant"
     result = mnistseg("train", "--root", data_root, "--out", out, "--subset", 120, "--widths", "4,8,16",
-                      "--input-to-head", "--device", "cpu")  # fmt: skip
+                      "--input-to-head", *flags, "--device", "cpu")  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert "widths 4/8/16 + input at the head (7,602 parameters)" in result.stdout
+    assert f"{description} ({parameters:,} parameters)" in result.stdout
     model, record = load_model(out)
-    assert (model.config.level_widths, model.config.input_to_head) == ((4, 8, 16), True)
+    assert (model.config.level_widths, model.config.input_to_head, model.config.decoder) == ((4, 8, 16), True, flags[1])
     assert record.recipe.widths == (4, 8, 16)
     assert "Test: not scored yet" in (out / "MODEL_CARD.md").read_text()
     pytest.importorskip("onnxruntime")
@@ -146,10 +157,13 @@ def test_a_network_variant_trains_exports_and_predicts(data_root: Path, tmp_path
     page.save(tmp_path / "one.png")
     predicted = mnistseg("predict", tmp_path / "one.png", "--checkpoint", out, "--out", tmp_path / "predictions")
     assert predicted.returncode == 0, predicted.stderr
+    if flags[1] == "scores":
+        return
 
-    # A config.json from before the variants (no widths, no input_to_head) still reads.
+    # A config.json from before the variants (no widths, input_to_head, decoder, normalisation) still reads.
     config = json.loads((out / "config.json").read_text())
     for section in (config["model"], config["recipe"]):
-        del section["widths"], section["input_to_head"]
+        del section["widths"], section["input_to_head"], section["decoder"]
+    del config["model"]["input_mean"], config["model"]["input_std"], config["recipe"]["normalize"]
     (out / "config.json").write_text(json.dumps(config))
     assert read_record(out).model.level_widths == (4, 8, 16)  # base_width 4: 4/8/16 as before

@@ -9,7 +9,15 @@ import torch
 from torchvision.transforms import v2
 
 from mnistseg import SegmentationMNIST
-from mnistseg.data import BatchedLoader, load_arrays, masks_from_images, reference_train_transform, split_indices
+from mnistseg.data import (
+    BatchedLoader,
+    load_arrays,
+    masks_from_images,
+    reference_train_transform,
+    split_batches,
+    split_indices,
+)
+from mnistseg.datasets import get_dataset
 
 
 def test_mask_rule_at_the_threshold_edge() -> None:
@@ -154,3 +162,14 @@ def test_batched_loader_rejects_bad_arguments() -> None:
         BatchedLoader(images, labels, 0)
     with pytest.raises(ValueError, match="mask_mode"):
         BatchedLoader(images, labels, 2, mask_mode="blur")
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "scenes"])
+def test_the_tables_pixel_statistics_are_those_of_the_training_images(data_root: Path, dataset: str) -> None:
+    spec = get_dataset(dataset)
+    images, labels = load_arrays(data_root, train=True)
+    count = 60_000 if dataset == "mnist" else 6_000  # scenes: 2,000 canvases of these digits
+    batches = split_batches(dataset, images[:count], labels[:count], "train", batch_size=count)
+    pixels = torch.cat([batch for batch, _ in batches])
+    assert pixels.mean().item() == pytest.approx(spec.pixel_mean, abs=2e-3)
+    assert pixels.std().item() == pytest.approx(spec.pixel_std, abs=2e-3)

@@ -6,9 +6,21 @@ import pytest
 import torch
 
 from mnistseg.evaluate import evaluate, format_table
-from mnistseg.inference import TTA_SHIFTS, predict_logits, shift_images
+from mnistseg.inference import TTA_SHIFTS, classes_of, predict_logits, shift_images
 from mnistseg.metrics import confusion_matrix, per_image_counts, summarize, vote_by_region
 from mnistseg.model import SimpleUNet
+
+
+def test_classes_of_is_the_argmax_in_either_layout_ties_to_the_first() -> None:
+    logits = torch.zeros(2, 4, 3, 3)
+    logits[0, 2, 0, 0] = 1.0  # one clear winner
+    logits[1, 1] = logits[1, 3] = 5.0  # a tie everywhere in image 1: the first class, 1
+    expected = torch.zeros(2, 3, 3, dtype=torch.int64)
+    expected[0, 0, 0], expected[1] = 2, 1
+    for layout in (torch.contiguous_format, torch.channels_last):
+        assert torch.equal(classes_of(logits.contiguous(memory_format=layout)), expected)
+    random = torch.randn(5, 11, 28, 28)
+    assert torch.equal(classes_of(random), random.argmax(dim=1))
 
 
 def test_shift_images_moves_content_and_fills_with_zero() -> None:

@@ -86,7 +86,47 @@ def test_widths_per_level_and_the_input_at_the_head() -> None:
     assert model.config.base_width == 4 and model.config.level_widths == (4, 8, 16)
     assert SimpleUNet.from_config(ModelConfig(**{**vars(model.config), "widths": [4, 8, 16]})).config == model.config
     # The default is still the article's network, variant fields off.
-    assert SimpleUNet().config == ModelConfig(1, 11, 64, None, False)
+    assert SimpleUNet().config == ModelConfig(1, 11, 64, None, False, "concat", 0.0, 1.0)
+
+
+def test_the_score_decoder_by_hand() -> None:
+    # Widths 8/32/64, input at the head: the encoder as the U-Net's (9*8+8 + 9*8*8+16 = 672;
+    # 9*8*32+64 + 9*32*32+64 = 11,648; 9*32*64+128 + 9*64*64+128 = 55,552), then three 1x1
+    # convs: where (8+1)*2+2 = 20, what 32*10 + 64*10 (no bias) = 960. Total 68,852.
+    model = SimpleUNet(widths=(8, 32, 64), input_to_head=True, decoder="scores")
+    assert count_parameters(model) == 672 + 11_648 + 55_552 + 20 + 960 == 68_852
+    assert not hasattr(model, "head") and not hasattr(model, "decoder")
+    assert model.config.describe() == "SimpleUNet widths 8/32/64, input at the head, score decoder"
+
+
+def test_the_score_decoders_background_comes_from_full_resolution_alone() -> None:
+    """p(background) = sigmoid(where_0 - where_1): the coarse "what" maps cannot move it."""
+    torch.manual_seed(0)
+    model = SimpleUNet(widths=(4, 8, 16), decoder="scores").eval()
+    images = torch.rand(2, 1, 28, 28)
+    with torch.inference_mode():
+        before = model(images).softmax(dim=1)
+        for layer in model.what:
+            layer.weight.mul_(-5.0)  # other classes win, with other confidence
+        after = model(images).softmax(dim=1)
+        where = model.where(model.encoder[0](images))  # (2, 2, 28, 28)
+    assert not torch.allclose(before[:, 1:], after[:, 1:], atol=1e-3)
+    assert torch.allclose(before[:, 0], after[:, 0], atol=1e-6)
+    assert torch.allclose(after[:, 0], torch.sigmoid(where[:, 0] - where[:, 1]), atol=1e-6)
+
+
+def test_input_normalisation_is_the_first_step() -> None:
+    torch.manual_seed(0)
+    plain = SimpleUNet(base_width=4).eval()
+    normalised = SimpleUNet(base_width=4, input_mean=0.1307, input_std=0.3081).eval()
+    normalised.load_state_dict(plain.state_dict())  # no new weights: the constants live in the config
+    images = torch.rand(2, 1, 28, 28)
+    with torch.inference_mode():
+        assert torch.allclose(normalised(images), plain((images - 0.1307) / 0.3081), atol=1e-6)
+    with pytest.raises(ValueError, match="input_std must be positive"):
+        SimpleUNet(input_std=0.0)
+    with pytest.raises(ValueError, match="decoder must be one of concat, scores"):
+        SimpleUNet(decoder="fcn")
 
 
 def test_the_bottleneck_works_at_a_quarter_of_the_size() -> None:

@@ -24,6 +24,7 @@ from mnistseg.prepare import (
     DataError,
     _NumpyOnlyUnpickler,
     debian_fashion_mnist_contents,
+    decode_idx,
     encode_idx_labels,
 )
 
@@ -80,6 +81,25 @@ def test_a_damaged_file_is_reported_by_name_and_left_alone(data_root: Path, tmp_
     with pytest.raises(DataError, match="t10k-labels-idx1-ubyte"):
         MNIST.verify(tmp_path)
     assert (victim.read_bytes() if victim.exists() else None) == snapshot  # never "repaired" behind the user's back
+
+
+def test_load_arrays_reads_what_torchvision_reads(data_root: Path) -> None:
+    for train in (True, False):
+        images, labels = MNIST.load_arrays(data_root, train)
+        source = torchvision.datasets.MNIST(str(data_root), train=train)
+        assert images.dtype == torch.uint8 and labels.dtype == torch.int64
+        assert torch.equal(images, source.data) and torch.equal(labels, source.targets)
+
+
+def test_idx_decoding_by_hand_and_its_refusals() -> None:
+    # IDX3: magic 0x00000803, then 2 x 1 x 3, then the six bytes row by row.
+    data = bytes([0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 3, 1, 2, 3, 4, 5, 6])
+    assert decode_idx(data).tolist() == [[[1, 2, 3]], [[4, 5, 6]]]
+    assert decode_idx(encode_idx_labels(np.array([7, 0, 9]))).tolist() == [7, 0, 9]
+    with pytest.raises(DataError, match="not an IDX file"):
+        decode_idx(b"\x89PNG\r\n\x1a\n")
+    with pytest.raises(DataError, match="2x1x3 but the file holds 5 bytes"):
+        decode_idx(data[:-1])
 
 
 def test_idx_label_encoding_by_hand() -> None:

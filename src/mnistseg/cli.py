@@ -101,6 +101,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     from mnistseg.datasets import DATASETS, preparable_names
     from mnistseg.device import PRECISIONS
     from mnistseg.inference import ENGINES
+    from mnistseg.model import DECODERS
     from mnistseg.recipes import DEFAULT_PRESET, presets
 
     parser = OneLineArgumentParser(prog="mnistseg", description="Semantic segmentation on MNIST.")
@@ -139,6 +140,8 @@ def get_args_parser() -> argparse.ArgumentParser:
         ("base_width", {"type": positive_int}, "U-Net channels at full resolution (x2, x4 deeper)"),
         ("widths", {"type": level_widths, "metavar": "FULL,HALF,QUARTER"}, "U-Net channels per level instead"),
         ("input_to_head", {"action": switch}, "the 1x1 head also sees the input image"),
+        ("decoder", {"choices": DECODERS}, "U-Net decoder: the reference's, or where/what score maps"),
+        ("normalize", {"action": switch}, "standardise the input with the data set's pixel mean and std"),
         ("seed", {"type": int}, "seeds split, weights, order and augmentation"),
         ("subset", {"type": positive_int}, "train on the first N training images, split 5:1"),
         ("schedule", {"choices": ("constant", "onecycle")}, "learning-rate schedule"),

@@ -28,9 +28,9 @@ from mnistseg.augment import AFFINE_RANGES, AffineRanges, RandomAffine, augment_
 from mnistseg.datasets import DEFAULT_THRESHOLD, get_dataset
 from mnistseg.scenes import SCENES_PER_DIGIT, TEST_SCENE_SEED, TEST_SCENES, make_scenes
 
-# torchvision is imported inside the functions that use it: importing it takes about 2 s
-# on a laptop CPU (it loads torch._dynamo), and `mnistseg predict`, `mnistseg serve` and a
-# mistyped command line need none of it.
+# torchvision is imported only inside the per-item reference path, the one user of its
+# transforms: importing it takes about 2 s on a laptop CPU (it loads torch._dynamo), and the
+# batched path, `mnistseg predict`, `mnistseg serve` and a mistyped command line need none of it.
 
 SPLITS = ("train", "val", "test")
 
@@ -153,7 +153,7 @@ class SegmentationMNIST(Dataset):
             return image, mask
         if _is_albumentations(self.transform):
             return self._apply_albumentations(image, mask)
-        from torchvision import tv_tensors  # already loaded by the dataset: a dictionary lookup
+        from torchvision import tv_tensors  # imported once, in the first item
 
         image, mask = self.transform(tv_tensors.Image(image), tv_tensors.Mask(mask))
         return image.as_subclass(Tensor), mask.as_subclass(Tensor).to(torch.int64)

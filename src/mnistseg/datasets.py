@@ -49,6 +49,9 @@ class DatasetSpec:
         scenes: its images are generated canvases of several digits, not the raw images.
         augment: whether the random affine may be applied to its training split.
         hub_id: the Hugging Face hub's name for the data it comes from (model cards).
+        pixel_mean: mean intensity (0..1) of its training images, measured once here.
+        pixel_std: their standard deviation; a recipe with ``normalize`` feeds the network
+            ``(image - pixel_mean) / pixel_std``, as pytorch/examples' MNIST does.
     """
 
     name: str
@@ -58,6 +61,8 @@ class DatasetSpec:
     scenes: bool = False
     augment: bool = True
     hub_id: str = "mnist"
+    pixel_mean: float = 0.1307
+    pixel_std: float = 0.3081
 
     def prepare(self, root: str | Path, download: bool = False) -> Path:
         """Put the raw files under ``root`` (verified); returns their folder."""
@@ -71,9 +76,25 @@ class DatasetSpec:
 DATASETS: Mapping[str, DatasetSpec] = MappingProxyType(
     {
         "mnist": DatasetSpec("mnist", DIGIT_NAMES, prepare.MNIST),
-        "fashion-mnist": DatasetSpec("fashion-mnist", FASHION_NAMES, prepare.FASHION_MNIST, hub_id="fashion_mnist"),
+        "fashion-mnist": DatasetSpec(
+            "fashion-mnist",
+            FASHION_NAMES,
+            prepare.FASHION_MNIST,
+            hub_id="fashion_mnist",
+            pixel_mean=0.2860,
+            pixel_std=0.3530,
+        ),  # fmt: skip
         # 1-5 MNIST digits on a 64x64 canvas; their random placement is their augmentation.
-        "scenes": DatasetSpec("scenes", DIGIT_NAMES, prepare.MNIST, image_size=64, scenes=True, augment=False),
+        "scenes": DatasetSpec(
+            "scenes",
+            DIGIT_NAMES,
+            prepare.MNIST,
+            image_size=64,
+            scenes=True,
+            augment=False,
+            pixel_mean=0.0697,
+            pixel_std=0.2345,
+        ),  # fmt: skip
     }
 )
 

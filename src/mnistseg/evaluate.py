@@ -21,7 +21,7 @@ from mnistseg.device import set_float32_precision
 from mnistseg.distributed import DistributedContext, all_reduce_sum, gather_interleaved
 from mnistseg.figures import save_confusion_matrix, save_hardest_images, save_overlay_grid
 from mnistseg.files import atomic_write_json
-from mnistseg.inference import load_for_inference, predict_logits
+from mnistseg.inference import classes_of, load_for_inference, predict_logits
 from mnistseg.metrics import confusion_matrix, per_image_counts, summarize, vote_by_region
 from mnistseg.model_card import write_model_card
 
@@ -85,7 +85,7 @@ def evaluate(
         loss_and_pixels[0] += criterion(logits, masks)  # stays on the device: no sync per batch
         loss_and_pixels[1] += masks.numel()
         loss_and_pixels[2] += len(masks)
-        predicted = logits.argmax(dim=1)  # (B, H, W)
+        predicted = classes_of(logits)  # (B, H, W)
         if vote:
             predicted = vote_by_region(predicted, num_classes)
         confusion += confusion_matrix(predicted, masks, num_classes)

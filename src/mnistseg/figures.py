@@ -97,19 +97,25 @@ def save_overlay_grid(
         columns: images per row.
         truth: the true masks ``[N, H, W]``; if given, wrong pixels are painted white.
     """
-    pictures = overlay_masks(images, masks, truth=truth)
-    rows = -(-len(pictures) // columns)
+    pictures = overlay_masks(images, masks, truth=truth)  # (N, H, W, 3)
+    count, height, width, _ = pictures.shape
+    rows = -(-count // columns)
+    # One picture of all the tiles, 2 white pixels apart: one imshow draws in a tenth of the
+    # time of a hundred subplots (about 1.3 s), which the fast preset's run would notice.
+    gap = 2
+    mosaic = np.ones((rows * (height + gap) - gap, columns * (width + gap) - gap, 3), dtype=np.float32)
+    for index, picture in enumerate(pictures):
+        top, left = (index // columns) * (height + gap), (index % columns) * (width + gap)
+        mosaic[top : top + height, left : left + width] = picture
     figure = Figure(figsize=(columns * 1.0, rows * 1.0 + 0.9))
-    axes = figure.subplots(rows, columns, squeeze=False)
-    for index, axis in enumerate(axes.flat):
-        axis.axis("off")
-        if index < len(pictures):
-            axis.imshow(pictures[index], interpolation="nearest")
+    axis = figure.subplots()
+    axis.axis("off")
+    axis.imshow(mosaic, interpolation="nearest")
     handles = legend_handles(names) + ([wrong_pixels_handle()] if truth is not None else [])
     figure.legend(handles=handles, loc="lower center", ncol=min(11, len(handles)), frameon=False)
     if title:
         figure.suptitle(title)
-    figure.subplots_adjust(wspace=0.05, hspace=0.05, bottom=0.5 / (rows + 0.9), top=1 - 0.4 / (rows + 0.9))
+    figure.subplots_adjust(left=0.01, right=0.99, bottom=0.5 / (rows + 0.9), top=1 - 0.4 / (rows + 0.9))
     save_figure(figure, path)
 
 

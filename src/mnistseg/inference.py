@@ -38,6 +38,16 @@ def shift_images(images: Tensor, dy: int, dx: int) -> Tensor:
     return padded[..., top : top + height, left : left + width]
 
 
+def classes_of(logits: Tensor) -> Tensor:
+    """The class of each pixel: int64 ``[N, H, W]`` from logits ``[N, C, H, W]``, the argmax over C.
+
+    Taken as ``max(dim=1).indices``: the same classes, ties included (the first), but about
+    5x faster than ``argmax(dim=1)`` on a CPU for logits in NCHW layout, where PyTorch's
+    argmax takes a slow path (0.1 s of the fast preset's 1 s validation).
+    """
+    return logits.max(dim=1).indices
+
+
 def predict_logits(
     model: nn.Module, images: Tensor, precision: str = "fp32", channels_last: bool = False, tta: bool = False
 ) -> Tensor:
@@ -121,7 +131,7 @@ class InferenceModel:
     def masks(self, images: Tensor) -> Tensor:
         """int64 class ids ``[N, H, W]``: the logits' argmax, then the region vote if :attr:`vote`."""
         logits = self.logits(images)  # (N, C, H, W)
-        predicted = logits.argmax(dim=1)
+        predicted = classes_of(logits)
         return vote_by_region(predicted, logits.shape[1]) if self.vote else predicted
 
     def describe(self) -> str:

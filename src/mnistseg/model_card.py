@@ -61,12 +61,11 @@ def model_card(folder: str | Path, record: CheckpointRecord, test: dict[str, Any
         + ("        metrics:\n" + metric_lines if metrics else "")
         + "---\n"
     )  # fmt: skip
-    widths = "/".join(map(str, recipe.model.level_widths))
     weights = folder / WEIGHTS_FILE
     lines = [
         f"# {name}",
         "",
-        f"A small U-Net (`SimpleUNet`, widths {widths}{', input at the head' if recipe.input_to_head else ''}) "
+        f"A small U-Net (`{recipe.model.describe()}`) "
         f"that gives every pixel of a {recipe.dataset} image one of {len(record.class_names)} classes: "
         f"background, or the class of what it belongs to ({', '.join(record.class_names[1:])}). "
         f"A pixel is foreground when its intensity (0..1) is over {recipe.threshold}. Trained by "

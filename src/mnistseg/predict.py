@@ -32,7 +32,7 @@ from scipy import ndimage
 from torch import Tensor, nn
 
 from mnistseg.files import atomic_write_bytes, atomic_write_json
-from mnistseg.inference import InferenceModel, as_inference_model
+from mnistseg.inference import InferenceModel, as_inference_model, classes_of
 from mnistseg.metrics import region_majorities
 from mnistseg.picture import MARGIN, MAX_SCALED_PIXELS, PreparedImage, prepare_image, read_image
 
@@ -112,7 +112,7 @@ def logits_to_mask(logits: Tensor, prepared: PreparedImage) -> Tensor:
     scaled_h, scaled_w = prepared.scaled_size
     cropped = logits[..., MARGIN : MARGIN + scaled_h, MARGIN : MARGIN + scaled_w]
     resized = F.interpolate(cropped, size=prepared.original_size, mode="bilinear", align_corners=False)
-    return resized.argmax(dim=1)[0]
+    return classes_of(resized)[0]
 
 
 def describe_mask(

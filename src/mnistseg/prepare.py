@@ -76,6 +76,21 @@ def encode_idx_images(images: np.ndarray) -> bytes:
     return struct.pack(">IIII", 2051, count, height, width) + images.astype(np.uint8).tobytes()
 
 
+def decode_idx(data: bytes) -> np.ndarray:
+    """The array in an uncompressed IDX file of unsigned bytes (images ``[N, H, W]``, labels ``[N]``).
+
+    Raises:
+        DataError: for a header that is not IDX uint8, or a size that does not match it.
+    """
+    if len(data) < 4 or data[:3] != b"\x00\x00\x08" or not 1 <= data[3] <= 3:
+        raise DataError("not an IDX file of unsigned bytes")
+    dims = struct.unpack(f">{data[3]}I", data[4 : 4 + 4 * data[3]])
+    offset = 4 + 4 * len(dims)
+    if len(data) - offset != int(np.prod(dims)):
+        raise DataError(f"IDX header says {'x'.join(map(str, dims))} but the file holds {len(data) - offset} bytes")
+    return np.frombuffer(data, dtype=np.uint8, offset=offset).reshape(dims)
+
+
 def encode_idx_labels(labels: np.ndarray) -> bytes:
     """Encode labels ``[N]`` (0..255) as an IDX1 file (magic 2049)."""
     return struct.pack(">II", 2049, len(labels)) + labels.astype(np.uint8).tobytes()
@@ -241,15 +256,21 @@ class RawFiles:
     def load_arrays(self, root: str | Path, train: bool = True) -> tuple[Tensor, Tensor]:
         """A whole split as tensors, after checking the files' SHA-256.
 
+        The IDX files are read here with NumPy, as torchvision would read them, without
+        importing torchvision (about 1.7 s, a tenth of the fast preset's whole run).
+
         Returns:
             ``(images uint8 [N, 28, 28], labels int64 [N])``: 60,000 training or 10,000 test images.
         """
         self.verify(root)
-        source = self._torchvision_class()(str(root), train=train)
-        return source.data, source.targets.to(torch.int64)
+        prefix = "train" if train else "t10k"
+        folder = self.folder(root)
+        images = decode_idx((folder / f"{prefix}-images-idx3-ubyte").read_bytes())
+        labels = decode_idx((folder / f"{prefix}-labels-idx1-ubyte").read_bytes())
+        return torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64))
 
     def _torchvision_class(self) -> type:
-        import torchvision.datasets  # about 2 s to import: only where MNIST is read
+        import torchvision.datasets  # about 2 s to import: only for a download
 
         return getattr(torchvision.datasets, self.title)
 
