@@ -2,7 +2,7 @@
 
 A laptop always has something else running. Two OpenMP threads on one free core wait on
 each other, so `mnistseg train` counts the cores that are idle when it starts
-(``device.free_cores``: the process's CPU affinity, and ``/proc/stat`` over 0.3 s) and
+(``device.free_cores``: the process's CPU affinity, and ``/proc/stat`` over 0.1 s) and
 uses one thread per free core unless ``--threads`` says otherwise. This runs the whole
 `mnistseg train --preset fast` process on the idle machine, then again with a busy loop
 (another Python process spinning) beside it, and prints the ratio; the target is 2.5x. For
