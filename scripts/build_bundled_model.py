@@ -1,8 +1,11 @@
 """Build the model shipped inside the package: ``src/mnistseg/bundled_fast/``.
 
-Trains the ``fast`` preset (seed 0, 2 CPU threads) on MNIST with a real ``mnistseg train``
-process, scores the test set once with ``mnistseg evaluate``, and copies the weights,
-``config.json`` (without the machine's data path) and ``MODEL_CARD.md`` into the package,
+Trains the ``fast`` preset's network (seed 0, 2 CPU threads) on MNIST with a real
+``mnistseg train`` process, on all 50,000 training images for two passes instead of the
+preset's 18,000 once (about 50 s instead of 12: the shipped model meets pictures no test set
+holds, and the preset's own weights took a photo's shadowed corner for a 1), scores the
+test set once with ``mnistseg evaluate``, and copies the weights, ``config.json`` (without
+the machine's data path) and ``MODEL_CARD.md`` into the package,
 the card extended with how the model was built: the commands, the seed, and the SHA-256 of
 the data files and of the weights. On the same CPU, PyTorch and thread count the weights
 come out bit for bit the same (CPU training is deterministic here); elsewhere, the same up
@@ -28,7 +31,7 @@ from mnistseg.device import describe_hardware
 from mnistseg.model_card import CARD_FILE, model_card
 from mnistseg.prepare import sha256_of
 
-TRAIN = ["train", "--preset", "fast", "--seed", "0", "--threads", "2"]
+TRAIN = ["train", "--preset", "fast", "--seed", "0", "--subset", "60000", "--epochs", "2", "--threads", "2"]
 
 
 def run(*args: str) -> str:

@@ -60,7 +60,7 @@ def paths(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Paths:
         return folder
 
     foreign_config = json.loads((good / "config.json").read_text())
-    foreign_config["model"]["base_width"] = 8
+    foreign_config["model"]["widths"] = [16, 32, 64]  # the weights are 8/32/64
     no_state = broken_checkpoint("no-state")
     (no_state / "training_state.safetensors").unlink()
     bad_state = broken_checkpoint("bad-state")

@@ -72,7 +72,7 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 @pytest.mark.parametrize(
     ("flags", "fragment"),
     [
-        (["--lr", "0.5"], "lr 0.002 -> 0.5"),
+        (["--lr", "0.5"], "lr 0.024 -> 0.5"),
         (["--preset", "best"], "trained with preset 'fast', not 'best'"),
         (["--dataset", "fashion-mnist"], "dataset 'mnist' -> 'fashion-mnist'"),
     ],

@@ -197,6 +197,8 @@ def get_preset(name: str, **overrides: Any) -> Recipe:
     unknown = set(overrides) - field_names
     if unknown:
         raise ValueError(f"unknown recipe field(s): {', '.join(sorted(unknown))}")
+    if "base_width" in overrides and "widths" not in overrides:
+        overrides = {**overrides, "widths": None}  # --base-width N asks for N x 1, 2, 4, whatever the preset's widths
     if "dataset" in overrides and "vote" not in overrides and get_dataset(overrides["dataset"]).scenes:
         overrides = {**overrides, "vote": False}  # touching digits share a region: scenes go without the vote
     return replace(known[name], **overrides)

@@ -130,6 +130,18 @@ def load_training_state(path: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
     return tensors, metadata
 
 
+def like_param(saved: Tensor, param: Tensor) -> Tensor:
+    """An optimizer slot as saved (contiguous) in its parameter's memory layout, if it has the parameter's shape.
+
+    Adam's fused kernel walks a parameter and its moments as flat memory: a moment restored
+    NCHW beside a ``channels_last`` weight would pair the wrong elements (the resumed run
+    drifted from the uninterrupted one until this was done).
+    """
+    if saved.shape != param.shape:
+        return saved  # e.g. the step count
+    return torch.empty_like(param, dtype=saved.dtype, device="cpu").copy_(saved)
+
+
 def restore_training_state(path: Path, parts: TrainingParts, context: DistributedContext) -> Progress:
     """Load a state file into a freshly built run; returns its progress.
 
@@ -151,13 +163,15 @@ def restore_training_state(path: Path, parts: TrainingParts, context: Distribute
         model.load_state_dict(section("model."))
         if ema_model is not None:
             ema_model.load_state_dict(section("ema."))
+        params = [param for group in optimizer.param_groups for param in group["params"]]
         optimizer_state = {
             "state": {
-                int(index): {slot: tensors[f"optimizer.{index}.{slot}"] for slot in slots}
+                int(index): {slot: like_param(tensors[f"optimizer.{index}.{slot}"], params[int(index)])
+                             for slot in slots}
                 for index, slots in metadata["optimizer_slots"].items()
             },
             "param_groups": metadata["optimizer_param_groups"],
-        }
+        }  # fmt: skip
         optimizer.load_state_dict(optimizer_state)
     except (RuntimeError, KeyError, ValueError) as error:
         first_line = str(error).splitlines()[0]
