@@ -167,7 +167,7 @@ class SimpleUNet(nn.Module):
             *conv_bn_relu(w2, w3),
             *conv_bn_relu(w3, w3),  # (N, w3, H/4, W/4)
         )
-        # Before each decoder block: double the size, to match the skip it is concatenated with.
+        # Doubles the size: before each concat decoder block, to match its skip; or the score maps.
         self.upsample = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)
         head_inputs = w1 + (in_channels if input_to_head else 0)
         if decoder == "concat":
