@@ -16,7 +16,6 @@ Prints a table and writes ``--json`` (default ``benchmarks/results/choices.json`
 from __future__ import annotations
 
 import json
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,7 +29,7 @@ from mnistseg.data import class_names
 from mnistseg.evaluate import evaluate
 from mnistseg.metrics import summarize
 from mnistseg.train import make_batches
-from record import benchmark_parser, write_record
+from record import benchmark_parser, mean_std, write_record
 
 # (name, flags for mnistseg train --preset fast); the first is the preset as it stands.
 VARIANTS = (
@@ -57,11 +56,6 @@ def voted_validation_iou(out: Path, root: Path) -> float:
     result = evaluate(model, val_batches, len(names), torch.device("cpu"), recipe.precision, recipe.channels_last,
                       vote=True)  # fmt: skip
     return summarize(result.confusion, names)["iou"]
-
-
-def mean_std(values: list[float]) -> dict[str, float]:
-    """Mean and sample standard deviation (0 for one value)."""
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
 
 
 def main() -> None:

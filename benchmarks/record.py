@@ -7,6 +7,7 @@ module next to them.
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -45,3 +46,8 @@ def benchmark_parser(doc: str, result_name: str) -> argparse.ArgumentParser:
         help="extra flags for every mnistseg train, e.g. --subset 600 for a smoke run (default: none); last",
     )  # fmt: skip
     return parser
+
+
+def mean_std(values: list[float]) -> dict[str, float]:
+    """Mean and sample standard deviation (0 for one value), as every benchmark table reports them."""
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}

@@ -37,7 +37,6 @@ import csv
 import itertools
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -52,7 +51,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from error_analysis import analyse
 from mnistseg.checkpoint import load_model, versions
-from mnistseg.data import BatchedLoader, class_names, load_arrays
+from mnistseg.data import BatchedLoader, class_names, load_arrays, split_indices
 from mnistseg.device import autocast, describe_hardware
 from mnistseg.evaluate import evaluate, evaluate_checkpoint
 from mnistseg.metrics import summarize
@@ -60,7 +59,7 @@ from mnistseg.model import ModelConfig, SimpleUNet
 from mnistseg.recipes import Recipe, get_preset
 from mnistseg.resume import STATE_FILE, load_training_state
 from mnistseg.train import make_batches, train_one_epoch
-from record import benchmark_parser, write_record
+from record import benchmark_parser, mean_std, write_record
 
 CPU = torch.device("cpu")
 TARGET_IOU = 0.9594  # the reference's published test IoU
@@ -101,10 +100,9 @@ def reference_throughput(root: Path, loader: str, batches: int, warmup: int) -> 
 
 
 def split_sizes(recipe: Recipe) -> tuple[int, int]:
-    """Training and validation images of a recipe: the 50,000 / 10,000 split, or its subset's 5:1."""
-    if recipe.subset is None:
-        return TRAIN_IMAGES, VAL_IMAGES
-    return recipe.subset * 5 // 6, recipe.subset - recipe.subset * 5 // 6
+    """Training and validation images of a recipe, as ``split_indices`` cuts them (5:1 of its images)."""
+    train, val = split_indices(recipe.subset or TRAIN_IMAGES + VAL_IMAGES, recipe.seed)
+    return len(train), len(val)
 
 
 def recipe_flops(recipe: Recipe) -> float:
@@ -253,11 +251,6 @@ def plus_minus(label: str, value: dict[str, float]) -> str:
     """``"label 0.9714 ± 0.0012"`` (4 decimals below 1, else 1)."""
     decimals = 4 if abs(value["mean"]) < 1 else 1
     return f"{label} {value['mean']:.{decimals}f} ± {value['std']:.{decimals}f}"
-
-
-def mean_std(values: list[float]) -> dict[str, float]:
-    """Mean and sample standard deviation (0 for one value)."""
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
 
 
 COLUMNS = (  # (key, title, format)

@@ -208,22 +208,31 @@ class RawFiles:
         """``<root>/<title>/raw``."""
         return Path(root) / self.title / "raw"
 
+    def read_verified(self, root: str | Path, name: str) -> bytes:
+        """One raw file's bytes, after checking that it exists and has its published SHA-256.
+
+        Raises:
+            DataError: naming the missing or wrong file and what to do about it.
+        """
+        path = self.folder(root) / name
+        if not path.is_file():
+            raise DataError(f"{path} is missing; run `mnistseg data --root {root}` first")
+        data = path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != self.sha256[name]:
+            raise DataError(
+                f"{path} has the wrong SHA-256 (truncated or not {self.title}); "
+                f"delete it and run `mnistseg data --root {root}` again"
+            )
+        return data
+
     def verify(self, root: str | Path) -> None:
         """Check that all four files exist and have their published SHA-256.
 
         Raises:
             DataError: naming the first missing or wrong file and what to do about it.
         """
-        folder = self.folder(root)
-        for name, expected in self.sha256.items():
-            path = folder / name
-            if not path.is_file():
-                raise DataError(f"{path} is missing; run `mnistseg data --root {root}` first")
-            if sha256_of(path) != expected:
-                raise DataError(
-                    f"{path} has the wrong SHA-256 (truncated or not {self.title}); "
-                    f"delete it and run `mnistseg data --root {root}` again"
-                )
+        for name in self.sha256:
+            self.read_verified(root, name)
 
     def prepare(self, root: str | Path, download: bool = False) -> Path:
         """Make ``<root>/<title>/raw`` hold the four verified files; returns that folder.
@@ -254,7 +263,7 @@ class RawFiles:
         return folder
 
     def load_arrays(self, root: str | Path, train: bool = True) -> tuple[Tensor, Tensor]:
-        """A whole split as tensors, after checking the files' SHA-256.
+        """A whole split as tensors, after checking its two files' SHA-256 (each file read once).
 
         The IDX files are read here with NumPy, as torchvision would read them, without
         importing torchvision (about 1.7 s, a tenth of the fast preset's whole run).
@@ -262,11 +271,9 @@ class RawFiles:
         Returns:
             ``(images uint8 [N, 28, 28], labels int64 [N])``: 60,000 training or 10,000 test images.
         """
-        self.verify(root)
         prefix = "train" if train else "t10k"
-        folder = self.folder(root)
-        images = decode_idx((folder / f"{prefix}-images-idx3-ubyte").read_bytes())
-        labels = decode_idx((folder / f"{prefix}-labels-idx1-ubyte").read_bytes())
+        images = decode_idx(self.read_verified(root, f"{prefix}-images-idx3-ubyte"))
+        labels = decode_idx(self.read_verified(root, f"{prefix}-labels-idx1-ubyte"))
         return torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64))
 
     def _torchvision_class(self) -> type:
