@@ -6,13 +6,15 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
 
 from mnistseg.checkpoint import load_weights
 from mnistseg.data import load_arrays, masks_from_images, split_indices
 from mnistseg.device import resolve_device
+from mnistseg.distributed import DistributedContext
 from mnistseg.recipes import get_preset
 from mnistseg.resume import STATE_FILE, load_training_state
-from mnistseg.train import fit
+from mnistseg.train import build_run, fit, train_one_epoch
 
 CPU = resolve_device("cpu")
 
@@ -77,3 +79,31 @@ def test_training_is_reproducible_and_ema_saves_the_average(data_root: Path, tmp
     saved = weights["c"]
     assert all(saved[key].equal(state[f"ema.module.{key}"]) for key in saved)
     assert not all(saved[key].equal(state[f"model.{key}"]) for key in saved if saved[key].is_floating_point())
+
+
+@pytest.mark.parametrize("decoder", ["scores", "concat"])
+def test_the_full_resolution_head_takes_larger_steps(data_root: Path, decoder: str) -> None:
+    # Adam's first step moves every weight with a gradient by its learning rate, whatever the
+    # gradient's size (m / sqrt(v) = g / |g|): lr for the network, lr x head_lr_scale for the head.
+    recipe = get_preset(
+        "fast", subset=60, batch_size=8, schedule="constant", lr=1e-3, head_lr_scale=50.0, decoder=decoder,
+        precision="fp32", channels_last=False, ema_decay=0.0,
+    )  # fmt: skip
+    run = build_run(recipe, data_root, CPU, DistributedContext(), quiet)
+    model = run.parts.model
+    head = model.pixel_head
+    assert head is (model.where if decoder == "scores" else model.head)
+    before = {name: parameter.detach().clone() for name, parameter in model.named_parameters()}
+    first_batch = next(iter(run.parts.batches))
+    train_one_epoch(model, [first_batch], run.criterion, run.parts.optimizer, None, CPU)
+    head_names = {
+        name for name, parameter in model.named_parameters() if any(parameter is p for p in head.parameters())
+    }
+    assert head_names == {f"{'where' if decoder == 'scores' else 'head'}.{kind}" for kind in ("weight", "bias")}
+    for name, parameter in model.named_parameters():
+        step = (parameter.detach() - before[name]).abs()
+        moved = step[step > 0]
+        expected = 1e-3 * (50.0 if name in head_names else 1.0)
+        # At most lr (x scale), and about that for most weights: eps only shrinks the tiniest gradients' steps.
+        assert len(moved) > 0 and moved.max() <= expected * 1.001, name
+        assert abs(moved.median().item() - expected) < 0.01 * expected, name

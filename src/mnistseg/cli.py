@@ -137,6 +137,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         ("epochs", {"type": positive_int}, "passes over the training split"),
         ("batch_size", {"type": positive_int}, "images per optimizer step"),
         ("lr", {"type": positive_float}, "Adam's learning rate (the one-cycle peak)"),
+        ("head_lr_scale", {"type": positive_float}, "the full-resolution 1x1 head learns at lr times this"),
         ("base_width", {"type": positive_int}, "U-Net channels at full resolution (x2, x4 deeper)"),
         ("widths", {"type": level_widths, "metavar": "FULL,HALF,QUARTER"}, "U-Net channels per level instead"),
         ("input_to_head", {"action": switch}, "the 1x1 head also sees the input image"),

@@ -266,7 +266,10 @@ class BatchedLoader:
             elif not self.augment:
                 yield images, masks_from_images(images, labels, self.threshold)
             elif self.mask_mode == "derive":
-                images = augment_batch(images, generator=self.generator)
+                # Back to 8-bit levels, as every real image is: bilinear warping makes any
+                # intensity, and then the network learns the threshold itself to the last digit,
+                # leaving a pixel of exactly 51/255 = 0.2 (about 4,000 of a split's) a coin flip.
+                images = augment_batch(images, generator=self.generator).mul_(255).round_().div_(255)
                 yield images, masks_from_images(images, labels, self.threshold)
             else:
                 masks = masks_from_images(images, labels, self.threshold)

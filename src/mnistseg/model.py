@@ -184,6 +184,11 @@ class SimpleUNet(nn.Module):
                 [nn.Conv2d(width, num_classes - 1, 1, bias=False) for width in (w2, w3)]
             )  # (N, num_classes - 1, H/2, W/2) and (.., H/4, W/4)
 
+    @property
+    def pixel_head(self) -> nn.Conv2d:
+        """The 1x1 conv that decides each pixel at full resolution: ``where`` (scores) or ``head`` (concat)."""
+        return self.where if self.config.decoder == "scores" else self.head
+
     @classmethod
     def from_config(cls, config: ModelConfig) -> SimpleUNet:
         """Build the model a :class:`ModelConfig` describes."""

@@ -200,6 +200,20 @@ class TrainingRun:
     val_size: int
 
 
+def parameter_groups(model: SimpleUNet, recipe: Recipe) -> list[dict[str, Any]]:
+    """Adam's two parameter groups: the network at ``recipe.lr``, its full-resolution head at ``x head_lr_scale``.
+
+    Where a stroke ends is a threshold of the pixel's own intensity, and the head sees that
+    intensity (``input_to_head``). To tell two adjacent 1/255 levels apart its logit must
+    change by a few units per 1/255, a weight of several hundred; Adam moves each weight by
+    about ``lr`` per step, so at the network's rate it gets nowhere near in a short run.
+    """
+    head = list(model.pixel_head.parameters())
+    in_head = {id(parameter) for parameter in head}
+    rest = [parameter for parameter in model.parameters() if id(parameter) not in in_head]
+    return [{"params": rest}, {"params": head, "lr": recipe.lr * recipe.head_lr_scale}]
+
+
 def build_run(
     recipe: Recipe, root: str | Path, device: torch.device, context: DistributedContext, log: Callable[[str], None]
 ) -> TrainingRun:
@@ -214,13 +228,16 @@ def build_run(
         # Averages the gradients over the ranks inside backward(); BatchNorm statistics stay per rank.
         trained = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     # The fused kernel updates all parameters in one call: about 8% more images/s for the fast preset on a CPU.
-    optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr, fused=device.type in ("cpu", "cuda"))
+    optimizer = torch.optim.Adam(parameter_groups(model, recipe), lr=recipe.lr, fused=device.type in ("cpu", "cuda"))
     scheduler = None
     total_steps = recipe.epochs * len(train_batches)
     if recipe.schedule == "onecycle" and total_steps >= MIN_ONECYCLE_STEPS:
         # Warm up over a quarter of the steps (at least 2), then anneal to ~0.
         scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=recipe.lr, total_steps=total_steps, pct_start=max(0.25, 2 / total_steps)
+            optimizer,
+            max_lr=[group["lr"] for group in optimizer.param_groups],
+            total_steps=total_steps,
+            pct_start=max(0.25, 2 / total_steps),
         )
     elif recipe.schedule == "onecycle":
         log(f"only {total_steps} steps: too few for a one-cycle schedule, the learning rate stays at {recipe.lr}")
