@@ -6,7 +6,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-import torch
 
 from mnistseg.checkpoint import load_weights
 from mnistseg.data import load_arrays, masks_from_images, split_indices

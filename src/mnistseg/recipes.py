@@ -174,14 +174,16 @@ def presets() -> dict[str, Recipe]:
         ),  # fmt: skip
         # The highest IoU within 10 minutes of training on 2 CPU cores. Exploratory runs on
         # validation, seed 0 (benchmarks/results/best_search.json; the preset's own figures over
-        # 3 seeds are time_to_quality's): the score decoder with widths 16/64/128 trains 1,650
-        # images/s with the affine against 720 for the previous preset (width 24, concat), so 16
-        # epochs fit where 6 did. Its head at 300x the rate: fg/bg errors 6,558 -> 3,446 after 2
-        # epochs (30x: 3,789). After 17 epochs the head had learned the threshold itself, 4,201 of
-        # its 4,201 fg/bg errors lying exactly on it (51/255 = 0.2, see the batched loader's
-        # "derive"); with the warped images back on 8-bit levels, 1 fg/bg error in 16 epochs. What
-        # remains is whole digits misread (38 of 10,000). The moving average, test-time shifts
-        # and the region vote: their paired gains are in time_to_quality.json's ablations.
+        # 3 seeds are time_to_quality's): the score decoder with widths 16/64/128 trains 1,699
+        # images/s with the affine against 719 for the previous preset (width 24, concat; both
+        # time_to_quality's data path), so 16 epochs fit where 6 did. Its head at 300x the rate:
+        # fg/bg errors 6,558 -> 3,446 after 2 epochs (30x: 3,789). After 17 epochs the head had
+        # learned the threshold itself, 4,201 of its 4,201 fg/bg errors lying exactly on it
+        # (51/255 = 0.2, see the batched loader's "derive"); with the warped images back on 8-bit
+        # levels, 1 fg/bg error in 16 epochs. What remains is whole digits misread (38 of 10,000).
+        # Validation gains over plain weights, paired over 3 seeds (time_to_quality.py, its latest
+        # run): shifts +0.0012 ± 0.0003, the vote +0.0031 ± 0.0001, the moving average
+        # -0.0000 ± 0.0001 (no gain; kept as measured).
         "best": replace(
             cpu_recipe,
             name="best",
