@@ -266,9 +266,9 @@ class BatchedLoader:
             elif not self.augment:
                 yield images, masks_from_images(images, labels, self.threshold)
             elif self.mask_mode == "derive":
-                # Back to 8-bit levels, as every real image is: bilinear warping makes any
-                # intensity, and then the network learns the threshold itself to the last digit,
-                # leaving a pixel of exactly 51/255 = 0.2 (about 4,000 of a split's) a coin flip.
+                # Back to 8-bit levels (k/255), as every real image is. Bilinear warping makes
+                # in-between intensities; on those the network learns the threshold so exactly
+                # that a pixel of exactly 51/255 = 0.2 (about 4,000 in 10,000 digits) is a coin flip.
                 images = augment_batch(images, generator=self.generator).mul_(255).round_().div_(255)
                 yield images, masks_from_images(images, labels, self.threshold)
             else:

@@ -201,12 +201,19 @@ class TrainingRun:
 
 
 def parameter_groups(model: SimpleUNet, recipe: Recipe) -> list[dict[str, Any]]:
-    """Adam's two parameter groups: the network at ``recipe.lr``, its full-resolution head at ``x head_lr_scale``.
+    """Adam's two parameter groups: the network at ``recipe.lr``, its full-resolution head faster.
 
     Where a stroke ends is a threshold of the pixel's own intensity, and the head sees that
     intensity (``input_to_head``). To tell two adjacent 1/255 levels apart its logit must
     change by a few units per 1/255, a weight of several hundred; Adam moves each weight by
     about ``lr`` per step, so at the network's rate it gets nowhere near in a short run.
+
+    Args:
+        model: the network; its :attr:`SimpleUNet.pixel_head` forms the second group.
+        recipe: gives ``lr`` and ``head_lr_scale``.
+
+    Returns:
+        ``[{"params": the rest}, {"params": the head's weight and bias, "lr": lr * head_lr_scale}]``.
     """
     head = list(model.pixel_head.parameters())
     in_head = {id(parameter) for parameter in head}
