@@ -91,12 +91,17 @@ class ModelConfig:
         if self.decoder not in DECODERS:
             raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, got {self.decoder!r}")
 
+    @property
+    def score_decoder(self) -> bool:
+        """True for the "scores" decoder, False for the U-Net's "concat"."""
+        return self.decoder == "scores"
+
     def describe(self) -> str:
         """The network in a few words, e.g. ``"SimpleUNet widths 8/32/64, input at the head, score decoder"``."""
         return (
             f"SimpleUNet widths {'/'.join(map(str, self.level_widths))}"
             + (", input at the head" if self.input_to_head else "")
-            + (", score decoder" if self.decoder == "scores" else "")
+            + (", score decoder" if self.score_decoder else "")
             + (", normalised input" if (self.input_mean, self.input_std) != (0.0, 1.0) else "")
         )
 
@@ -170,7 +175,7 @@ class SimpleUNet(nn.Module):
         # Doubles the size: before each concat decoder block, to match its skip; or the score maps.
         self.upsample = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)
         head_inputs = w1 + (in_channels if input_to_head else 0)
-        if decoder == "concat":
+        if not self.config.score_decoder:
             self.decoder = nn.ModuleList(
                 [
                     nn.Sequential(*conv_bn_relu(w2 + w3, w2), *conv_bn_relu(w2, w2)),  # (N, w2, H/2, W/2)
@@ -187,7 +192,7 @@ class SimpleUNet(nn.Module):
     @property
     def pixel_head(self) -> nn.Conv2d:
         """The 1x1 conv that decides each pixel at full resolution: ``where`` (scores) or ``head`` (concat)."""
-        return self.where if self.config.decoder == "scores" else self.head
+        return self.where if self.config.score_decoder else self.head
 
     @classmethod
     def from_config(cls, config: ModelConfig) -> SimpleUNet:
@@ -222,7 +227,7 @@ class SimpleUNet(nn.Module):
             features = block(features)
             skips.append(features)
         features = self.bottleneck(features)  # (N, w3, H/4, W/4)
-        if self.config.decoder == "scores":
+        if self.config.score_decoder:
             return self._scores_head(images, skips, features)
         # Deepest skip first: zip pairs each decoder block with the encoder map of its size.
         for skip, block in zip(reversed(skips), self.decoder, strict=True):
