@@ -1,6 +1,7 @@
 # Two commands do everything on a fresh machine with Python 3.11, pip and make:
 #   make run    install the package (runtime only), prepare MNIST, train the fast preset, evaluate, draw figures
 #   make test   install it with the test and developer tools ([dev]), run the test suite
+#               (make test CPU_CLASS=avx2: as on a CPU without AVX-512 or native bf16)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -11,6 +12,9 @@ ROOT ?= data
 RUN ?= runs/fast
 # e.g. https://download.pytorch.org/whl/cpu for PyTorch's CPU-only build (no CUDA libraries)
 TORCH_INDEX ?=
+# avx2: run the tests as a CPU without AVX-512 or native bf16 would (PyTorch's and oneDNN's own caps)
+CPU_CLASS ?=
+AVX2_CLASS := ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2
 
 .PHONY: install run test serve notebook lint clean
 
@@ -43,7 +47,7 @@ run: install
 	$(BIN)/mnistseg figures --root $(ROOT) --out $(RUN)/figures
 
 test: $(DEV_STAMP)
-	$(BIN)/python -m pytest -q
+	$(if $(filter avx2,$(CPU_CLASS)),$(AVX2_CLASS)) $(BIN)/python -m pytest -q
 
 serve: install
 	$(BIN)/mnistseg serve

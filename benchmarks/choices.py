@@ -53,8 +53,8 @@ def voted_validation_iou(out: Path, root: Path) -> float:
         model = model.to(memory_format=torch.channels_last)
     _, val_batches, _, _ = make_batches(recipe, root, torch.device("cpu"))
     names = class_names(recipe.dataset)
-    result = evaluate(model, val_batches, len(names), torch.device("cpu"), recipe.precision, recipe.channels_last,
-                      vote=True)  # fmt: skip
+    result = evaluate(model, val_batches, len(names), torch.device("cpu"), record.precision or "fp32",
+                      recipe.channels_last, vote=True)  # fmt: skip
     return summarize(result.confusion, names)["iou"]
 
 

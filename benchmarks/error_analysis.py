@@ -9,8 +9,8 @@ Every wrong pixel is one of two kinds (``mnistseg.metrics.error_breakdown``):
   classification error) and how many are **split regions** (one connected stroke region
   holding two digits: a per-region vote would mend them; the vote's IoU is shown).
 
-Each checkpoint is run as it trained (its precision, its test-time shifts) through the
-package's one inference path. Use the validation split to compare changes (the default);
+Each checkpoint is run with its recipe's test-time shifts, in the precision this CPU runs
+fastest, through the package's one inference path. Use the validation split to compare changes (the default);
 the test split only for runs already reported. Usage::
 
     .venv/bin/python benchmarks/error_analysis.py runs/fast runs/best
@@ -32,8 +32,8 @@ from record import benchmark_parser, write_record
 BATCH = 1000
 
 
-def analyse(checkpoint: Path, root: Path, split: str, precision: str | None = None) -> dict[str, Any]:
-    """The error breakdown of one checkpoint on ``split`` ("val" or "test"), run as trained unless told a precision."""
+def analyse(checkpoint: Path, root: Path, split: str, precision: str = "auto") -> dict[str, Any]:
+    """The error breakdown of one checkpoint on ``split`` ("val" or "test"), in ``precision`` (auto: the fastest)."""
     model = load_for_inference(checkpoint, "torch", "cpu", precision=precision)
     record = model.record
     if record.dataset != "mnist":

@@ -8,11 +8,19 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from mnistseg.datasets import get_dataset
+from mnistseg.device import resolve_precision
 
 # Albumentations (optional, tested when installed) asks the network for updates on import.
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+
+@pytest.fixture(scope="session")
+def native_precision() -> str:
+    """What "auto" resolves to on this CPU: bf16 with native bf16, else fp32 (tests/test_device.py checks the rule)."""
+    return resolve_precision("auto", torch.device("cpu"))
 
 
 @pytest.fixture(scope="session")

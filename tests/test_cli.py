@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 import subprocess
 import sys
@@ -16,13 +17,17 @@ from PIL import Image
 from mnistseg.data import load_arrays
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+AVX2_CLASS = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}  # run as an AVX2-only CPU
 
 
-def mnistseg(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m mnistseg ARGS`` and capture its output."""
+def mnistseg(
+    *args: str | Path, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m mnistseg ARGS`` (with ``env`` added to this environment) and capture its output."""
     return subprocess.run(
-        [sys.executable, "-m", "mnistseg", *map(str, args)], capture_output=True, text=True, timeout=600, cwd=cwd
-    )
+        [sys.executable, "-m", "mnistseg", *map(str, args)], capture_output=True, text=True, timeout=600, cwd=cwd,
+        env={**os.environ, **(env or {})},
+    )  # fmt: skip
 
 
 def assert_valid_png(path: Path) -> None:
@@ -76,7 +81,9 @@ def test_train_writes_checkpoint_metrics_and_figures(trained: Path) -> None:
     assert not list(trained.rglob("*.tmp")), "a temporary file was left behind"
 
 
-def test_evaluate_counts_every_test_pixel(trained: Path, data_root: Path, tmp_path: Path) -> None:
+def test_evaluate_counts_every_test_pixel(
+    trained: Path, data_root: Path, tmp_path: Path, native_precision: str
+) -> None:
     json_path = tmp_path / "summary.json"
     result = mnistseg("evaluate", "--checkpoint", trained, "--root", data_root, "--json", json_path, "--device", "cpu")
     assert result.returncode == 0, result.stderr
@@ -103,7 +110,32 @@ def test_evaluate_counts_every_test_pixel(trained: Path, data_root: Path, tmp_pa
     for name in ("confusion_matrix.png", "hardest_test_digits.png"):  # beside the overlay
         assert_valid_png(trained / name)
     card = (trained / "MODEL_CARD.md").read_text()  # the card now carries the test figures
-    assert f"Test (10,000 images, bf16, region vote): TP {summary['tp']:,}, FP {summary['fp']:,}" in card
+    assert f"Test (10,000 images, {native_precision}, region vote): TP {summary['tp']:,}, FP {summary['fp']:,}" in card
+
+
+def test_auto_precision_is_resolved_at_start_and_recorded(
+    trained: Path, data_root: Path, tmp_path: Path, native_precision: str
+) -> None:
+    config = json.loads((trained / "config.json").read_text())
+    assert config["recipe"]["precision"] == "auto" and config["precision"] == native_precision  # asked, and ran
+    assert f"| precision it trained in | {native_precision} |" in (trained / "MODEL_CARD.md").read_text()
+    # On an AVX2-only CPU the same preset trains in fp32, and says so on its first line.
+    run = tmp_path / "avx2"
+    result = mnistseg("train", "--root", data_root, "--out", run, "--subset", 600, "--device", "cpu", env=AVX2_CLASS)
+    assert result.returncode == 0, result.stderr
+    assert "batched loader, fp32 (auto) on cpu" in result.stdout.splitlines()[0]
+    assert json.loads((run / "config.json").read_text())["precision"] == "fp32"
+    # A checkpoint is evaluated in what this CPU runs fastest, whatever it trained in; --precision wins.
+    for precision, env, expected in (("auto", AVX2_CLASS, "fp32"), ("bf16", AVX2_CLASS, "bf16"),
+                                     ("auto", {}, native_precision), ("fp32", {}, "fp32")):  # fmt: skip
+        json_path = tmp_path / f"{precision}-{expected}.json"
+        result = mnistseg(
+            "evaluate", "--checkpoint", trained, "--root", data_root, "--json", json_path, "--figure",
+            tmp_path / "t.png", "--device", "cpu", "--precision", precision, env=env,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.splitlines()[0] == f"evaluating {trained} (PyTorch, cpu, {expected}, region vote)"
+        assert json.loads(json_path.read_text())["precision"] == expected
 
 
 def test_figures_command(data_root: Path, tmp_path: Path) -> None:

@@ -121,7 +121,7 @@ def test_empty_images_are_refused() -> None:
 
 
 def test_the_cli_reports_bad_files_and_still_processes_the_good_ones(
-    trained_checkpoint: Path, digits: tuple[torch.Tensor, torch.Tensor], tmp_path: Path
+    trained_checkpoint: Path, digits: tuple[torch.Tensor, torch.Tensor], tmp_path: Path, native_precision: str
 ) -> None:
     images, labels = digits
     good = tmp_path / "page.png"
@@ -138,7 +138,7 @@ def test_the_cli_reports_bad_files_and_still_processes_the_good_ones(
     )
     assert result.returncode == 1
     assert result.stdout.splitlines() == [
-        f"model: {trained_checkpoint} (PyTorch, cpu, bf16, region vote)",
+        f"model: {trained_checkpoint} (PyTorch, cpu, {native_precision}, region vote)",
         f"{good}: {labels[0].item()} {labels[1].item()}",
     ]
     errors = result.stderr.strip().splitlines()

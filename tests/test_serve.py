@@ -236,7 +236,7 @@ def test_the_onnx_engine_reads_the_same_digits(
     started = start_server("--checkpoint", folder, "--engine", "onnx", log=tmp_path / "stderr.log")
     try:
         _, _, body = request(started, "GET", "/api/info")
-        assert json.loads(body)["model"] == f"{folder} (ONNX Runtime, cpu, region vote)"
+        assert json.loads(body)["model"] == f"{folder} (ONNX Runtime, cpu, fp32, region vote)"
         drawing = png_bytes(drawing_of(images, [2, 3]))
         status, _, body = request(started, "POST", "/api/segment", drawing, {"Content-Type": "image/png"})
         assert status == 200 and json.loads(body)["digits"] == [labels[2].item(), labels[3].item()]
@@ -246,7 +246,7 @@ def test_the_onnx_engine_reads_the_same_digits(
 
 
 def test_without_a_checkpoint_it_takes_the_latest_or_the_bundled_model(
-    trained_checkpoint: Path, tmp_path: Path
+    trained_checkpoint: Path, tmp_path: Path, native_precision: str
 ) -> None:
     # Nothing trained here: the model shipped inside the package, and the page says so.
     started = start_server(log=tmp_path / "bundled.log", cwd=tmp_path)
@@ -269,7 +269,8 @@ def test_without_a_checkpoint_it_takes_the_latest_or_the_bundled_model(
     started = start_server(log=tmp_path / "stderr.log", cwd=tmp_path)
     try:
         _, _, body = request(started, "GET", "/api/info")
-        assert json.loads(body)["model"].startswith(f"{Path('runs') / 'fast'} (PyTorch, cpu, bf16, region vote)")
+        described = json.loads(body)["model"]
+        assert described.startswith(f"{Path('runs') / 'fast'} (PyTorch, cpu, {native_precision}, region vote)")
     finally:
         started.process.terminate()
         started.process.wait(timeout=30)

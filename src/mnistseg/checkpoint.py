@@ -61,6 +61,8 @@ class CheckpointRecord:
         class_names: the data set's class names, background first.
         versions: of mnistseg, PyTorch, Python (see :func:`versions`).
         world_size: processes it was trained with (torchrun).
+        precision: the precision it trained in: the recipe's, with "auto" resolved on the
+            machine that trained it (:func:`mnistseg.device.resolve_precision`).
         best: ``{"epoch", "val"}`` of the epoch with the best validation IoU (saved as
             ``model.safetensors``), or None before the first epoch ends.
         last: the same for the last finished epoch.
@@ -73,6 +75,7 @@ class CheckpointRecord:
     class_names: tuple[str, ...] = ()
     versions: dict[str, str] = field(default_factory=versions)
     world_size: int = 1
+    precision: str | None = None
     best: dict[str, Any] | None = None
     last: dict[str, Any] | None = None
     timings: dict[str, float] = field(default_factory=dict)
@@ -80,6 +83,8 @@ class CheckpointRecord:
     def __post_init__(self) -> None:
         if not self.class_names:
             self.class_names = get_dataset(self.recipe.dataset).class_names
+        if self.precision is None and self.recipe.precision != "auto":
+            self.precision = self.recipe.precision  # files from before "auto" hold what ran in the recipe
 
     @property
     def model(self) -> ModelConfig:
@@ -104,6 +109,7 @@ class CheckpointRecord:
             "data_root": self.data_root,
             "class_names": list(self.class_names),
             "world_size": self.world_size,
+            "precision": self.precision,
             "versions": self.versions,
             "best": self.best,
             "last": self.last,
@@ -134,6 +140,7 @@ class CheckpointRecord:
             class_names=tuple(data.get("class_names") or ()),
             versions=dict(data.get("versions") or {}),
             world_size=int(data.get("world_size", 1)),
+            precision=data.get("precision"),
             best=data.get("best"),
             last=data.get("last"),
             timings=dict(data.get("timings") or {}),

@@ -96,10 +96,20 @@ def add_device(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+def add_precision(parser: argparse.ArgumentParser) -> None:
+    from mnistseg.device import PRECISION_CHOICES
+
+    parser.add_argument(
+        "--precision", choices=PRECISION_CHOICES, default="auto",
+        help="autocast precision; auto: bf16 where this CPU or GPU runs it natively, else fp32, whatever the "
+        "model trained in; fp32 is the article's (default: auto)",
+    )  # fmt: skip
+
+
 def get_args_parser() -> argparse.ArgumentParser:
     """The parser of every subcommand, reusable by tests and scripts."""
     from mnistseg.datasets import DATASETS, preparable_names
-    from mnistseg.device import PRECISIONS
+    from mnistseg.device import PRECISION_CHOICES
     from mnistseg.inference import ENGINES
     from mnistseg.model import DECODERS
     from mnistseg.recipes import DEFAULT_PRESET, presets
@@ -146,7 +156,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         ("seed", {"type": int}, "seeds split, weights, order and augmentation"),
         ("subset", {"type": positive_int}, "train on the first N training images, split 5:1"),
         ("schedule", {"choices": ("constant", "onecycle")}, "learning-rate schedule"),
-        ("precision", {"choices": PRECISIONS}, "autocast precision"),
+        ("precision", {"choices": PRECISION_CHOICES}, "autocast precision; auto: bf16 where it is native, else fp32"),
         ("loader", {"choices": ("batched", "dataset")}, "in-memory batched path or per-item Dataset"),
         ("num_workers", {"type": int}, "DataLoader workers (--loader dataset)"),
         ("channels_last", {"action": switch}, "NHWC memory layout"),
@@ -178,10 +188,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         "--vote", action=argparse.BooleanOptionalAction,
         help="one class per connected region, by majority (default: as trained)",
     )  # fmt: skip
-    evaluate.add_argument(
-        "--precision", choices=PRECISIONS,
-        help="autocast precision (default: as trained, with its memory layout; fp32 is the article's)",
-    )  # fmt: skip
+    add_precision(evaluate)
 
     predict = commands.add_parser("predict", help="segment your own images (any size, any polarity)")
     predict.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="image files (PNG, JPEG, BMP, ...)")
@@ -202,6 +209,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         "--tta", action=argparse.BooleanOptionalAction,
         help="average over one-pixel shifts; --no-tta turns it off (default: as the checkpoint's recipe)",
     )  # fmt: skip
+    add_precision(predict)
 
     export = commands.add_parser("export", help="write a checkpoint as an ONNX model")
     export.add_argument("--checkpoint", type=Path, required=True, help="folder written by `mnistseg train`")
@@ -234,6 +242,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         "--tta", action=argparse.BooleanOptionalAction,
         help="average over one-pixel shifts; --no-tta turns it off (default: as the checkpoint's recipe)",
     )  # fmt: skip
+    add_precision(serve)
     return parser
 
 
@@ -307,6 +316,7 @@ def run_evaluate(args: argparse.Namespace) -> None:
             vote=args.vote,
             context=context,
             precision=args.precision,
+            log=print if context.is_main else None,
         )
         barrier(context)
     finally:
@@ -330,7 +340,9 @@ def run_predict(args: argparse.Namespace) -> int:
     from mnistseg.picture import ImageInputError
     from mnistseg.predict import predict_file
 
-    model = load_for_inference(args.checkpoint or default_checkpoint(), args.engine, "cpu", tta=args.tta)
+    model = load_for_inference(
+        args.checkpoint or default_checkpoint(), args.engine, "cpu", tta=args.tta, precision=args.precision
+    )
     names = model.record.class_names
     print(f"model: {model.describe()}")
     failures = 0
@@ -364,7 +376,7 @@ def run_figures(args: argparse.Namespace) -> None:
 def run_serve(args: argparse.Namespace) -> None:
     from mnistseg.serve import SegmentationServer, load_segmenter
 
-    segmenter = load_segmenter(args.checkpoint, args.engine, args.device, args.tta)
+    segmenter = load_segmenter(args.checkpoint, args.engine, args.device, args.tta, args.precision)
     try:
         server = SegmentationServer((args.host, args.port), segmenter)
     except OSError as error:  # port taken, no such address, ...

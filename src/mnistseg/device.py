@@ -10,7 +10,10 @@ from pathlib import Path
 
 import torch
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("fp32", "bf16", "fp16")  # what autocast runs
+PRECISION_CHOICES = ("auto", *PRECISIONS)  # what a recipe or a command may ask for
+# Values of oneDNN's ONEDNN_MAX_CPU_ISA that cap it below its bf16 kernels (its names, upper case).
+ONEDNN_ISAS_WITHOUT_BF16 = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -40,12 +43,64 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU runs bf16 convolutions natively (AVX512-BF16 or AMX), as PyTorch will use it.
+
+    Without those instructions (Intel's client chips since Alder Lake, AMD before Zen 4,
+    Apple silicon, ...) PyTorch emulates bf16, several times slower than float32. The
+    hardware check is PyTorch's own; the kernels PyTorch may use are capped by
+    ``ATEN_CPU_CAPABILITY`` (which :func:`torch.backends.cpu.get_cpu_capability` reports) and
+    oneDNN's ``ONEDNN_MAX_CPU_ISA``, so both are honoured: with ``ATEN_CPU_CAPABILITY=avx2
+    ONEDNN_MAX_CPU_ISA=AVX2`` an AVX-512 machine runs, and is treated, as an AVX2-only one.
+    Only x86 counts: on ARM CPUs bf16 has not been measured here, and float32 is kept.
+    """
+    if not torch.backends.cpu.get_cpu_capability().startswith("AVX512"):
+        return False
+    if os.environ.get("ONEDNN_MAX_CPU_ISA", "ALL").strip().upper() in ONEDNN_ISAS_WITHOUT_BF16:
+        return False
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+
+
+def resolve_precision(requested: str, device: torch.device) -> str:
+    """The precision to run: ``requested``, or for ``"auto"`` what this hardware runs fastest.
+
+    ``"auto"`` is bf16 on a CPU with native bf16 (:func:`cpu_has_native_bf16`) and on a CUDA
+    GPU that supports it, else fp32 (Apple's MPS included). Measured in
+    ``benchmarks/time_to_quality.py``, per CPU class: on an AVX2-only CPU bf16 trains the
+    presets several times slower than fp32; with native bf16 it is as fast or faster.
+
+    Raises:
+        ValueError: for a name not in :data:`PRECISION_CHOICES`.
+    """
+    if requested not in PRECISION_CHOICES:
+        raise ValueError(f"precision must be one of {', '.join(PRECISION_CHOICES)}, got {requested!r}")
+    if requested != "auto":
+        return requested
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    if device.type == "cpu":
+        return "bf16" if cpu_has_native_bf16() else "fp32"
+    return "fp32"
+
+
+def describe_cpu_class() -> dict[str, object]:
+    """What decides the CPU's speed choices: PyTorch's kernel level, oneDNN's cap, native bf16."""
+    return {
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),
+        "native_bf16": cpu_has_native_bf16(),
+    }
+
+
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     """Mixed precision for the forward pass: ``fp32`` (off), ``bf16`` or ``fp16``.
 
     Under autocast, convolutions run in the low-precision type while reductions such as
-    the loss stay in float32. bf16 keeps float32's range, so it needs no loss scaling;
-    on a CPU with AVX-512 bf16 it roughly doubles convolution throughput.
+    the loss stay in float32. bf16 keeps float32's range, so it needs no loss scaling; it
+    is fast only where the hardware has it (:func:`resolve_precision` decides ``"auto"``).
+
+    Raises:
+        ValueError: for ``"auto"`` (resolve it first) or an unknown name, or fp16 off CUDA.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
@@ -70,7 +125,7 @@ def set_float32_precision(device: torch.device, precision: str) -> None:
 
 
 def describe_hardware() -> dict[str, object]:
-    """The CPU model, core count and GPU name (None without one), for benchmark records."""
+    """The CPU model and class (:func:`describe_cpu_class`), core count and GPU name (None without one)."""
     cpu = platform.processor() or platform.machine()
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists():
@@ -79,7 +134,8 @@ def describe_hardware() -> dict[str, object]:
                 cpu = line.split(":", 1)[1].strip()
                 break
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "gpu": gpu}
+    return {"cpu": cpu, **describe_cpu_class(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "gpu": gpu}  # fmt: skip
 
 
 def use_deterministic_algorithms() -> None:

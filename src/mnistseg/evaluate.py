@@ -7,7 +7,7 @@ count per batch, summed.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -125,8 +125,9 @@ def evaluate_checkpoint(
     batch_size: int = EVAL_BATCH_SIZE,
     tta: bool | None = None,
     context: DistributedContext | None = None,
-    precision: str | None = None,
+    precision: str = "auto",
     vote: bool | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Evaluate a checkpoint on the full test split and write its JSON summary and figure.
 
@@ -143,8 +144,9 @@ def evaluate_checkpoint(
         tta: test-time shift averaging; None takes the recipe's choice from config.json.
         vote: one class per connected region; None takes the recipe's choice.
         context: under torchrun, each rank evaluates its shard and only rank 0 writes.
-        precision: "fp32", "bf16" or "fp16"; None runs in the precision and memory layout
-            the recipe trained in (``fast`` and ``best``: bf16, ``channels_last``).
+        precision: "fp32", "bf16" or "fp16", or "auto": the fastest on this device, whatever
+            the checkpoint trained in (:func:`mnistseg.device.resolve_precision`).
+        log: told first what runs, e.g. ``"evaluating runs/fast (PyTorch, cpu, bf16, region vote)"``.
 
     Returns:
         The summary: ``tp``, ``fp``, ``fn``, ``iou``, ``dice``, ``per_class``, plus ``loss``,
@@ -153,7 +155,9 @@ def evaluate_checkpoint(
         ``hardest_images`` (``index`` in the test split and ``iou``).
     """
     checkpoint = Path(checkpoint)
-    model = load_for_inference(checkpoint, "torch", device, tta, precision, vote)  # as trained, unless told otherwise
+    model = load_for_inference(checkpoint, "torch", device, tta, precision, vote)
+    if log is not None:
+        log(f"evaluating {model.describe()}")
     set_float32_precision(model.device, model.precision)
     record = model.record
     images, labels = load_arrays(root, train=False, dataset=record.dataset)

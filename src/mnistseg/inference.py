@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mnistseg.checkpoint import ONNX_FILE, CheckpointRecord, describe_folder, load_model, read_record
-from mnistseg.device import PRECISIONS, autocast, resolve_device
+from mnistseg.device import autocast, resolve_device, resolve_precision
 from mnistseg.metrics import vote_by_region
 
 ENGINES = ("torch", "onnx")
@@ -137,9 +137,8 @@ class InferenceModel:
     def describe(self) -> str:
         """E.g. ``"runs/best (PyTorch, cpu, bf16, test-time shifts)"``."""
         engine = "ONNX Runtime" if self.engine == "onnx" else "PyTorch"
-        precision = "" if self.precision == "fp32" else f", {self.precision}"
         extras = (", test-time shifts" if self.tta else "") + (", region vote" if self.vote else "")
-        return f"{self.source} ({engine}, {self.device}{precision}{extras})"
+        return f"{self.source} ({engine}, {self.device}, {self.precision}{extras})"
 
 
 def as_inference_model(model: nn.Module | InferenceModel) -> InferenceModel:
@@ -155,7 +154,7 @@ def load_for_inference(
     engine: str = "torch",
     device: str | torch.device = "cpu",
     tta: bool | None = None,
-    precision: str | None = None,
+    precision: str = "auto",
     vote: bool | None = None,
 ) -> InferenceModel:
     """Open a checkpoint folder for inference, run the way its recipe trained.
@@ -166,8 +165,10 @@ def load_for_inference(
             the PyTorch weights are not loaded).
         device: where PyTorch runs ("cpu", "cuda", "auto", ...).
         tta: test-time shift averaging; None takes the recipe's choice.
-        precision: "fp32", "bf16" or "fp16"; None takes the recipe's, with its memory layout
-            (fp16 only on CUDA: elsewhere it becomes fp32). ONNX Runtime always runs float32.
+        precision: "fp32", "bf16" or "fp16", or "auto": the fastest on this device
+            (:func:`mnistseg.device.resolve_precision`), whatever the checkpoint trained in;
+            fp16 only on CUDA (elsewhere it becomes fp32). The memory layout is the recipe's.
+            ONNX Runtime always runs float32.
         vote: one class per connected region in :meth:`InferenceModel.masks`; None takes the recipe's.
 
     Raises:
@@ -176,18 +177,18 @@ def load_for_inference(
     """
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
-    if precision is not None and precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     folder = Path(folder)
     if engine == "onnx":
+        target, channels_last = torch.device("cpu"), False
+        resolve_precision(precision, target)  # a bad name fails here too; ONNX Runtime runs float32
         record = read_record(folder)
         network: nn.Module = OnnxModel(folder / ONNX_FILE)
-        target, precision, channels_last = torch.device("cpu"), "fp32", False
+        precision = "fp32"
     else:
         target = torch.device(device) if isinstance(device, torch.device) else resolve_device(device)
+        precision = resolve_precision(precision, target)  # before loading: a bad name fails fast
         network, record = load_model(folder)
         channels_last = record.recipe.channels_last
-        precision = precision or record.recipe.precision
         if precision == "fp16" and target.type != "cuda":
             precision = "fp32"  # fp16 autocast is a CUDA feature
         network = network.to(target, memory_format=torch.channels_last if channels_last else torch.preserve_format)

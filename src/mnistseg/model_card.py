@@ -83,6 +83,7 @@ def model_card(folder: str | Path, record: CheckpointRecord, test: dict[str, Any
         "| field | value |",
         "|---|---|",
         *[f"| {key} | {value} |" for key, value in asdict(recipe).items()],
+        f"| precision it trained in | {record.precision or 'not recorded'} |",
         f"| world size | {record.world_size} |",
         f"| versions | {', '.join(f'{key} {value}' for key, value in record.versions.items())} |",
         "",

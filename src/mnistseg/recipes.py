@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from mnistseg.datasets import DATASETS, DEFAULT_THRESHOLD, NUM_CLASSES, get_dataset
-from mnistseg.device import PRECISIONS
+from mnistseg.device import PRECISION_CHOICES
 from mnistseg.model import ModelConfig
 
 DEFAULT_PRESET = "fast"
@@ -44,10 +44,13 @@ class Recipe:
         normalize: the network standardises its input with the data set's pixel mean and
             standard deviation (:class:`mnistseg.datasets.DatasetSpec`).
         schedule: "constant" or "onecycle" (warm up, then anneal to ~0, per step).
-        precision: "fp32", "bf16" or "fp16" autocast.
+        precision: "fp32", "bf16" or "fp16" autocast, or "auto": the fastest this hardware runs,
+            decided when the run starts (:func:`mnistseg.device.resolve_precision`; what ran is
+            :attr:`mnistseg.checkpoint.CheckpointRecord.precision`). The reference stays fp32, the article's.
         loader: "batched" (in-memory, batch augmentation) or "dataset" (per-item).
         num_workers: DataLoader worker processes (loader "dataset" only).
-        channels_last: NHWC memory layout, faster convolutions on CPUs and tensor cores.
+        channels_last: NHWC memory layout, faster convolutions on CPUs and tensor cores (on both
+            CPU classes, with and without AVX-512: ``benchmarks/time_to_quality.py``'s speed choices).
         mask_mode: batched loader: "derive" the mask from the augmented image (default), or
             "warp" it with nearest sampling as the reference does. Measured with width 16,
             2 epochs: derive 0.9797 test IoU, warp 0.9308 (FN 79k): a nearest-warped mask
@@ -110,7 +113,7 @@ class Recipe:
             raise ValueError(f"threshold must be in [0, 1), got {self.threshold}")
         choices = {
             "schedule": ("constant", "onecycle"),
-            "precision": PRECISIONS,
+            "precision": PRECISION_CHOICES,
             "loader": ("batched", "dataset"),
             "mask_mode": ("derive", "warp"),
             "dataset": tuple(DATASETS),
@@ -145,7 +148,7 @@ def presets() -> dict[str, Recipe]:
 
     The measurements behind ``fast`` and ``best`` are in ``benchmarks/`` and the README.
     """
-    cpu_recipe = Recipe(schedule="onecycle", precision="bf16", loader="batched", num_workers=0, channels_last=True)
+    cpu_recipe = Recipe(schedule="onecycle", precision="auto", loader="batched", num_workers=0, channels_last=True)
     return {
         "reference": Recipe(name="reference"),
         # The least wall time to the reference's test IoU. One pass over 18,000 images (a

@@ -273,8 +273,9 @@ class SegmentationServer(ThreadingHTTPServer):
 
 
 def load_segmenter(
-    checkpoint: Path | None, engine: str = "torch", device: str = "cpu", tta: bool | None = None
-) -> Segmenter:
+    checkpoint: Path | None, engine: str = "torch", device: str = "cpu", tta: bool | None = None,
+    precision: str = "auto",
+) -> Segmenter:  # fmt: skip
     """Load the model the page will use.
 
     Args:
@@ -283,6 +284,9 @@ def load_segmenter(
         engine: "torch", or "onnx" for ONNX Runtime on ``<checkpoint>/model.onnx``.
         device: where PyTorch runs ("auto", "cpu", "cuda", ...); ONNX Runtime runs on the CPU.
         tta: test-time shift averaging; None takes the checkpoint's recipe's choice.
+        precision: autocast precision; "auto" is the fastest on this device.
     """
-    model = load_for_inference(checkpoint if checkpoint is not None else default_checkpoint(), engine, device, tta)
+    model = load_for_inference(
+        checkpoint if checkpoint is not None else default_checkpoint(), engine, device, tta, precision
+    )
     return Segmenter(model, model.record.class_names, model.describe())

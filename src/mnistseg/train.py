@@ -39,7 +39,7 @@ from mnistseg.data import (
     split_batches,
     split_indices,
 )
-from mnistseg.device import autocast, set_float32_precision
+from mnistseg.device import autocast, resolve_precision, set_float32_precision
 from mnistseg.distributed import DistributedContext, all_reduce_sum, barrier, per_rank_batch_size
 from mnistseg.evaluate import EVAL_BATCH_SIZE, evaluate
 from mnistseg.figures import save_learning_curve, save_overlay_grid
@@ -189,6 +189,8 @@ class TrainingRun:
         criterion: the per-pixel cross-entropy.
         val_batches: the validation batches.
         train_size: images in the training split; val_size: in the validation split.
+        precision: the autocast precision the steps and validation run in (the recipe's,
+            "auto" resolved for this device).
     """
 
     parts: TrainingParts
@@ -198,6 +200,7 @@ class TrainingRun:
     val_batches: Iterable[tuple[Tensor, Tensor]]
     train_size: int
     val_size: int
+    precision: str
 
 
 def parameter_groups(model: SimpleUNet, recipe: Recipe) -> list[dict[str, Any]]:
@@ -262,6 +265,7 @@ def build_run(
         val_batches=val_batches,
         train_size=train_size,
         val_size=val_size,
+        precision=resolve_precision(recipe.precision, device),
     )
 
 
@@ -280,7 +284,7 @@ def run_epoch(
     try:
         batch_losses = train_one_epoch(
             run.trained, parts.batches, run.criterion, parts.optimizer, parts.scheduler, device,
-            precision=recipe.precision, channels_last=recipe.channels_last, progress=progress, ema=parts.ema,
+            precision=run.precision, channels_last=recipe.channels_last, progress=progress, ema=parts.ema,
         )  # fmt: skip
     finally:
         progress.close()
@@ -290,7 +294,7 @@ def run_epoch(
     names = class_names(recipe.dataset)
     result = evaluate(
         run.final_model, run.val_batches, len(names), device,
-        precision=recipe.precision, channels_last=recipe.channels_last, context=context,
+        precision=run.precision, channels_last=recipe.channels_last, context=context,
     )  # fmt: skip
     val = summarize(result.confusion, names)
     row = {
@@ -323,7 +327,7 @@ def write_epoch_files(
     atomic_write_text(out / "metrics.csv", metrics_csv(history))
     recipe = record.recipe
     with torch.inference_mode():
-        logits = predict_logits(run.final_model, first_val_images, recipe.precision, recipe.channels_last)
+        logits = predict_logits(run.final_model, first_val_images, run.precision, recipe.channels_last)
     title = f"Validation batch after epoch {row['epoch']}: predicted masks (IoU {row['iou']:.4f})"
     figure = out / "figures" / f"val_epoch_{row['epoch']:03d}.png"
     save_overlay_grid(first_val_images, classes_of(logits), figure, record.class_names, title=title)
@@ -368,15 +372,19 @@ def fit(
         check_resumable(out, recipe)
     if context.is_main:
         out.mkdir(parents=True, exist_ok=True)
-    set_float32_precision(device, recipe.precision)
     started = time.perf_counter()
     run = build_run(recipe, root, device, context, log)
+    set_float32_precision(device, run.precision)
     setup_seconds = time.perf_counter() - started
-    record = CheckpointRecord(recipe, data_root=str(Path(root).resolve()), world_size=context.world_size)
+    record = CheckpointRecord(
+        recipe, data_root=str(Path(root).resolve()), world_size=context.world_size, precision=run.precision
+    )
     progress = Progress(config=record.to_json())
     if resume:
         progress = restore_training_state(out / STATE_FILE, run.parts, context)
-        record = replace(CheckpointRecord.from_json(progress.config), data_root=record.data_root)
+        record = replace(
+            CheckpointRecord.from_json(progress.config), data_root=record.data_root, precision=run.precision
+        )
         if progress.epoch >= recipe.epochs:
             log(f"{out} already finished its {recipe.epochs} epochs; nothing to do")
             return record
@@ -384,11 +392,12 @@ def fit(
         if context.is_main:  # rows of an epoch killed half-way never reach metrics.csv
             atomic_write_text(out / "metrics.csv", metrics_csv(progress.history))
     processes = f" x {context.world_size} processes" if context.enabled else ""
+    precision = run.precision + (" (auto)" if recipe.precision == "auto" else "")
     log(
         f"training {recipe.name}: {recipe.model.describe()} ({count_parameters(run.final_model):,} "
         f"parameters), {run.train_size:,} train / {run.val_size:,} val images, "
         f"{recipe.epochs} epoch{'s' if recipe.epochs > 1 else ''}{', augmented' if recipe.augment else ''}, "
-        f"{recipe.loader} loader, {recipe.precision} on {device}{processes}"
+        f"{recipe.loader} loader, {precision} on {device}{processes}"
         + (f" ({torch.get_num_threads()} CPU threads)" if device.type == "cpu" else "")
     )
     first_val_images = next(iter(run.val_batches))[0][:100].to(device)
