@@ -161,3 +161,27 @@ def test_a_full_disk_is_one_line_and_leaves_no_torn_file(paths: Paths, tmp_path:
             load_weights(path)
     finally:
         subprocess.run(["umount", str(tiny)], check=False)
+
+
+# Run the command line with some optional extras made impossible to import, as after `make run`.
+WITHOUT_EXTRAS = "import sys\nfor name in sys.argv[1].split(','):\n    sys.modules[name] = None\nfrom mnistseg.cli import main\nsys.exit(main(sys.argv[2:]))"
+
+
+@pytest.mark.parametrize(
+    ("missing", "args"),
+    [
+        ("onnx", lambda p: ["export", "--checkpoint", p["good"], "--out", p["missing"] / "model.onnx"]),
+        ("onnxruntime", lambda p: ["predict", p["a_file"], "--checkpoint", p["good"], "--engine", "onnx"]),
+    ],
+    ids=["export without onnx", "the onnx engine without onnxruntime"],
+)
+def test_a_missing_extra_is_named_in_one_line(
+    paths: Paths, missing: str, args: Callable[[Paths], list[str | Path]]
+) -> None:
+    before = snapshot(paths["good"])
+    command = [sys.executable, "-c", WITHOUT_EXTRAS, missing, *map(str, args(paths))]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "pip install -e '.[onnx]'" in lines[0], result.stderr
+    assert snapshot(paths["good"]) == before and not (paths["missing"] / "model.onnx").exists()

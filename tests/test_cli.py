@@ -76,7 +76,8 @@ def test_train_writes_checkpoint_metrics_and_figures(trained: Path) -> None:
     header = yaml.safe_load(card.split("---\n")[1])
     assert header["pipeline_tag"] == "image-segmentation" and header["datasets"] == ["mnist"]
     validation = header["model-index"][0]["results"][0]["metrics"][0]
-    assert validation["name"] == "validation IoU" and validation["value"] == round(config["best"]["val"]["iou"], 4)
+    assert validation["name"] == "validation IoU (the network's argmax, no post-processing)"
+    assert validation["value"] == round(config["best"]["val"]["iou"], 4)
     assert "| subset | 600 |" in card
     assert not list(trained.rglob("*.tmp")), "a temporary file was left behind"
 
@@ -111,6 +112,10 @@ def test_evaluate_counts_every_test_pixel(
         assert_valid_png(trained / name)
     card = (trained / "MODEL_CARD.md").read_text()  # the card now carries the test figures
     assert f"Test (10,000 images, {native_precision}, region vote): TP {summary['tp']:,}, FP {summary['fp']:,}" in card
+    # Each figure in the header says what it includes: validation the network alone, test with the vote.
+    names = [item["name"] for item in yaml.safe_load(card.split("---\n")[1])["model-index"][0]["results"][0]["metrics"]]
+    assert names == ["validation IoU (the network's argmax, no post-processing)",
+                     f"test IoU ({native_precision}, region vote)"]  # fmt: skip
 
 
 def test_auto_precision_is_resolved_at_start_and_recorded(

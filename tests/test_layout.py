@@ -44,6 +44,18 @@ def test_every_module_has_a_place_in_the_map() -> None:
     assert modules == set(STAGES) | SUPPORT
 
 
+def test_the_architecture_page_names_every_module_benchmark_and_script() -> None:
+    top = PACKAGE.parents[1]
+    page = (top / "docs" / "architecture.md").read_text(encoding="utf-8")
+    files = [*PACKAGE.glob("*.py"), *(top / "benchmarks").glob("*.py"), *(top / "benchmarks").glob("*.sh"),
+             *(top / "scripts").glob("*.py"), *(top / "notebooks").glob("*.py")]  # fmt: skip
+    assert len(files) > 40
+    # Each named as it is listed there: at the start of its line in the map, after the indent.
+    listed = {line.split()[0] for line in page.splitlines() if line.startswith("  ") and line.split()}
+    missing = sorted(str(path.relative_to(top)) for path in files if path.name not in listed)
+    assert not missing, f"docs/architecture.md does not list {missing}"
+
+
 def test_no_stage_imports_a_later_stage() -> None:
     offences = []
     for name, stage in STAGES.items():

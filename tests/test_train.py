@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+import types
 from dataclasses import replace
 from pathlib import Path
 
@@ -106,3 +108,18 @@ def test_the_full_resolution_head_takes_larger_steps(data_root: Path, decoder: s
         # At most lr (x scale), and about that for most weights: eps only shrinks the tiniest gradients' steps.
         assert len(moved) > 0 and moved.max() <= expected * 1.001, name
         assert abs(moved.median().item() - expected) < 0.01 * expected, name
+
+
+def test_a_notebook_without_ipywidgets_gets_plain_lines_and_the_extra_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mnistseg.progress import EpochProgress
+
+    monkeypatch.setitem(sys.modules, "ipykernel", types.ModuleType("ipykernel"))  # as inside a Jupyter kernel
+    monkeypatch.setitem(sys.modules, "ipywidgets", None)  # not installed: importing it fails
+    lines: list[str] = []
+    with pytest.warns(UserWarning, match=r"pip install -e '\.\[notebook\]'"):
+        progress = EpochProgress(100, "epoch 1/1", lines.append)
+    assert progress.bar is None
+    for _ in range(4):
+        progress(25, 0.5)  # 25, 50, 75: a line each ~10%; 100 is the epoch's own line
+    progress.close()
+    assert len(lines) == 3 and lines[0].startswith("  epoch 1/1   25/100 images"), lines

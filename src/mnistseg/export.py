@@ -2,7 +2,7 @@
 
 The exported graph takes float32 images ``[N, 1, H, W]`` (named ``images``) with dynamic
 batch, height and width (H and W divisible by 4) and returns logits ``[N, 11, H, W]``
-(named ``logits``). ONNX Runtime (``pip install onnxruntime``) runs it without PyTorch.
+(named ``logits``). ONNX Runtime (the ``[onnx]`` extra: ``pip install -e '.[onnx]'``) runs it without PyTorch.
 """
 
 from __future__ import annotations
@@ -28,7 +28,14 @@ def export_onnx(checkpoint: str | Path, out: str | Path | None = None) -> Path:
 
     Returns:
         The written path.
+
+    Raises:
+        ValueError: when the ``onnx`` package (the ``[onnx]`` extra) is not installed.
     """
+    try:
+        import onnx  # noqa: F401  (torch.onnx.export writes the graph with it)
+    except ImportError:
+        raise ValueError("exporting to ONNX needs the onnx extra: pip install -e '.[onnx]'") from None
     model, _ = load_model(checkpoint)
     path = Path(out) if out is not None else Path(checkpoint) / ONNX_FILE
     example = torch.zeros(1, model.config.in_channels, 28, 28)

@@ -84,7 +84,7 @@ class OnnxModel(nn.Module):
         try:
             import onnxruntime
         except ImportError:
-            raise ValueError("the onnx engine needs ONNX Runtime: pip install onnxruntime") from None
+            raise ValueError("the onnx engine needs ONNX Runtime, the onnx extra: pip install -e '.[onnx]'") from None
         if not Path(path).is_file():
             raise ValueError(f"{path} does not exist; write it with `mnistseg export --checkpoint DIR`")
         self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])

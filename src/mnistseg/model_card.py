@@ -26,6 +26,20 @@ def _counts(section: dict[str, Any]) -> str:
     return f"TP {section['tp']:,}, FP {section['fp']:,}, FN {section['fn']:,}: IoU {iou}"
 
 
+# Validation during training scores the network alone: its argmax, without the recipe's test-time
+# shifts or region vote (those are paid at evaluation, not in every epoch).
+VALIDATION_HOW = "the network's argmax, no post-processing"
+
+
+def scored_how(test: dict[str, Any]) -> str:
+    """How ``mnistseg evaluate`` scored a summary, e.g. ``"bf16, test-time shifts, region vote"``."""
+    return (
+        test.get("precision", "fp32")
+        + (", test-time shifts" if test.get("tta") else "")
+        + (", region vote" if test.get("vote") else "")
+    )
+
+
 def model_card(folder: str | Path, record: CheckpointRecord, test: dict[str, Any] | None = None) -> str:
     """The text of a checkpoint folder's model card.
 
@@ -40,9 +54,9 @@ def model_card(folder: str | Path, record: CheckpointRecord, test: dict[str, Any
     name = f"mnistseg-{recipe.name}-{recipe.dataset}"
     metrics = []
     if record.best is not None and record.best["val"]["iou"] is not None:
-        metrics.append(("validation IoU", record.best["val"]["iou"]))
+        metrics.append((f"validation IoU ({VALIDATION_HOW})", record.best["val"]["iou"]))
     if test is not None and test["iou"] is not None:
-        metrics.append(("test IoU", test["iou"]))
+        metrics.append((f"test IoU ({scored_how(test)})", test["iou"]))
     item = "          - type: iou\n            name: {}\n            value: {:.4f}\n"
     metric_lines = "".join(item.format(label, value) for label, value in metrics)
     header = (
@@ -91,11 +105,11 @@ def model_card(folder: str | Path, record: CheckpointRecord, test: dict[str, Any
         "",
     ]
     if record.best is not None:
-        lines.append(f"* Validation (best epoch, {record.best['epoch']}): {_counts(record.best['val'])}.")
+        lines.append(
+            f"* Validation (best epoch, {record.best['epoch']}; {VALIDATION_HOW}): {_counts(record.best['val'])}."
+        )
     if test is not None:
-        how = test.get("precision", "fp32") + (", test-time shifts" if test.get("tta") else "")
-        how += ", region vote" if test.get("vote") else ""
-        lines.append(f"* Test ({test['images']:,} images, {how}): {_counts(test)}.")
+        lines.append(f"* Test ({test['images']:,} images, {scored_how(test)}): {_counts(test)}.")
     else:
         lines.append("* Test: not scored yet (`mnistseg evaluate --checkpoint DIR` adds it here).")
     lines += [

@@ -2,16 +2,27 @@
 
 A bar in a terminal or a Jupyter notebook (``tqdm.auto`` picks the widget there), and plain
 lines every ~10% of the epoch when the output goes to a file or a pipe, where a bar cannot
-be redrawn.
+be redrawn. In a notebook without ipywidgets (the ``[notebook]`` extra) there is no widget to
+draw: plain lines again, and a warning that names the extra.
 """
 
 from __future__ import annotations
 
 import sys
 import time
+import warnings
 from collections.abc import Callable
 
 from tqdm.auto import tqdm
+
+
+def notebook_widgets_installed() -> bool:
+    """Whether ipywidgets imports: tqdm's notebook bar is one of its widgets."""
+    try:
+        import ipywidgets  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 class EpochProgress:
@@ -32,7 +43,12 @@ class EpochProgress:
         self.total, self.description, self.log = total, description, log
         self.seen, self.next_line, self.losses = 0, total / 10, []
         self.started = time.perf_counter()
-        interactive = sys.stderr.isatty() or "ipykernel" in sys.modules  # a terminal, or a notebook's kernel
+        in_notebook = "ipykernel" in sys.modules
+        if enabled and in_notebook and not notebook_widgets_installed():
+            warnings.warn("no progress bar: it needs ipywidgets, the notebook extra: pip install -e '.[notebook]'",
+                          stacklevel=2)  # fmt: skip
+            in_notebook = False
+        interactive = sys.stderr.isatty() or in_notebook  # a terminal, or a notebook's kernel
         self.bar = tqdm(total=total, desc=description, unit="img", leave=False) if enabled and interactive else None
         self.lines = enabled and not interactive
 
