@@ -16,7 +16,7 @@ STAGES = {
     "prepare": 0, "datasets": 0,
     "data": 1, "augment": 1, "scenes": 1,
     "model": 2,
-    "metrics": 3,
+    "metrics": 3, "postprocess": 3,
     "figures": 4,
     "inference": 5,
     "evaluate": 6,
