@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from mnistseg.recipes import get_preset
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 from record import mean_std  # noqa: E402
 from time_to_quality import default_slowdown, extrapolated_seconds, split_sizes  # noqa: E402
-
-from mnistseg.recipes import get_preset  # noqa: E402
 
 
 def test_mean_std_is_the_sample_standard_deviation() -> None:
