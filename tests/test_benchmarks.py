@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from mnistseg.recipes import get_preset
@@ -65,3 +66,16 @@ def test_the_gpu_log_parser_reads_back_every_line(tmp_path: Path) -> None:
     assert record["test"] == {"tp": 900, "fp": 60, "fn": 40, "iou": pytest.approx(0.9)}
     assert record["best_epoch"] == 2 and record["hardware"]["gpu"].startswith("NVIDIA H200")
     assert record["epochs"][0]["article"]["tp"] == 1_156_958  # the article's epoch 1 (quoted)
+
+
+def test_chained_digits_touch_then_overlap_by_the_pixels_asked() -> None:
+    from touching_digits import chain
+
+    bar = np.zeros((5, 4), dtype=np.float32)
+    bar[:, 1:3] = 1.0  # a vertical bar two pixels wide, one empty column either side
+    touching = chain([bar, bar], overlap=0)
+    columns = np.flatnonzero((touching > 0.2).any(axis=0))
+    # Ink at columns 1-2, then the second bar's ink right beside it: 1-4, one connected patch.
+    assert columns.tolist() == [1, 2, 3, 4]
+    overlapping = chain([bar, bar], overlap=1)
+    assert np.flatnonzero((overlapping > 0.2).any(axis=0)).tolist() == [1, 2, 3]  # one column shared

@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from mnistseg.evaluate import evaluate, format_table
-from mnistseg.inference import TTA_SHIFTS, classes_of, predict_logits, shift_images
-from mnistseg.metrics import confusion_matrix, per_image_counts, summarize, vote_by_region
+from mnistseg.inference import TTA_SHIFTS, predict_logits, shift_images
+from mnistseg.metrics import confusion_matrix, per_image_counts, summarize
 from mnistseg.model import SimpleUNet
+from mnistseg.postprocess import classes_of, vote_by_region
 
 
 def test_classes_of_is_the_argmax_in_either_layout_ties_to_the_first() -> None:

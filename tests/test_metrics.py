@@ -106,7 +106,8 @@ def test_bad_masks_are_refused() -> None:
 
 
 def test_the_error_breakdown_on_a_hand_counted_example() -> None:
-    from mnistseg.metrics import error_breakdown, per_image_counts, vote_by_region
+    from mnistseg.metrics import error_breakdown, per_image_counts
+    from mnistseg.postprocess import vote_by_region
 
     # A "2" (class 3) of four pixels. The prediction: one pixel right, three given "3"
     # (class 4), a background pixel at intensity 0.18 given 2 (near the 0.2 threshold),

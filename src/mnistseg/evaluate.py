@@ -21,9 +21,10 @@ from mnistseg.device import set_float32_precision
 from mnistseg.distributed import DistributedContext, all_reduce_sum, gather_interleaved
 from mnistseg.figures import save_confusion_matrix, save_hardest_images, save_overlay_grid
 from mnistseg.files import atomic_write_json
-from mnistseg.inference import classes_of, load_for_inference, predict_logits
-from mnistseg.metrics import confusion_matrix, per_image_counts, summarize, vote_by_region
+from mnistseg.inference import load_for_inference, predict_logits
+from mnistseg.metrics import confusion_matrix, per_image_counts, summarize
 from mnistseg.model_card import write_model_card
+from mnistseg.postprocess import InferencePolicy, masks_from_logits
 
 EVAL_BATCH_SIZE = 1000
 HARDEST_COUNT = 12  # images in hardest_test_digits.png
@@ -69,12 +70,13 @@ def evaluate(
         context: under torchrun, each rank counts its shard and the sums are all-reduced
             (the per-image rows gathered), so every rank returns those of the whole split.
         vote: give each connected foreground region its majority class
-            (:func:`~mnistseg.metrics.vote_by_region`) before counting; the loss is the logits'.
+            (:func:`~mnistseg.postprocess.vote_by_region`) before counting; the loss is the logits'.
 
     Returns:
         An :class:`Evaluation`, its tensors on the CPU.
     """
     model.eval()
+    policy = InferencePolicy(tta=tta, vote="region" if vote else "none")
     criterion = nn.CrossEntropyLoss(reduction="sum")
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
     loss_and_pixels = torch.zeros(3, dtype=torch.float64, device=device)  # (summed loss, pixels, images)
@@ -85,9 +87,7 @@ def evaluate(
         loss_and_pixels[0] += criterion(logits, masks)  # stays on the device: no sync per batch
         loss_and_pixels[1] += masks.numel()
         loss_and_pixels[2] += len(masks)
-        predicted = classes_of(logits)  # (B, H, W)
-        if vote:
-            predicted = vote_by_region(predicted, num_classes)
+        predicted = masks_from_logits(logits, policy)  # (B, H, W)
         confusion += confusion_matrix(predicted, masks, num_classes)
         per_image.append(per_image_counts(predicted, masks))
     if loss_and_pixels[1] == 0:

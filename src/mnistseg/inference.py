@@ -6,7 +6,8 @@ memory layout and test-time shift averaging are decided here and nowhere else.
 :func:`load_for_inference` opens a checkpoint folder for either engine (PyTorch, or ONNX
 Runtime on the exported ``model.onnx``) and takes the test-time averaging the recipe
 trained for, unless told otherwise; :class:`InferenceModel` says what it runs with, and
-turns logits into masks (with the recipe's region vote, if any).
+turns logits into masks through :func:`mnistseg.postprocess.masks_from_logits` (with the
+recipe's region vote, if any).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from torch import Tensor, nn
 
 from mnistseg.checkpoint import ONNX_FILE, CheckpointRecord, describe_folder, load_model, read_record
 from mnistseg.device import autocast, resolve_device, resolve_precision
-from mnistseg.metrics import vote_by_region
+from mnistseg.postprocess import InferencePolicy, masks_from_logits
 
 ENGINES = ("torch", "onnx")
 
@@ -36,16 +37,6 @@ def shift_images(images: Tensor, dy: int, dx: int) -> Tensor:
     padded = F.pad(images, (max(dx, 0), max(-dx, 0), max(dy, 0), max(-dy, 0)))
     top, left = max(-dy, 0), max(-dx, 0)
     return padded[..., top : top + height, left : left + width]
-
-
-def classes_of(logits: Tensor) -> Tensor:
-    """The class of each pixel: int64 ``[N, H, W]`` from logits ``[N, C, H, W]``, the argmax over C.
-
-    Taken as ``max(dim=1).indices``: the same classes, ties included (the first), but about
-    5x faster than ``argmax(dim=1)`` on a CPU for logits in NCHW layout, where PyTorch's
-    argmax takes a slow path (0.1 s of the fast preset's 1 s validation).
-    """
-    return logits.max(dim=1).indices
 
 
 def predict_logits(
@@ -128,11 +119,14 @@ class InferenceModel:
         """float32 logits ``[N, C, H, W]`` (on :attr:`device`) for float images ``[N, 1, H, W]``."""
         return predict_logits(self.network, images.to(self.device), self.precision, self.channels_last, self.tta)
 
+    @property
+    def policy(self) -> InferencePolicy:
+        """How its logits become masks: the test-time shifts, and the region vote if :attr:`vote`."""
+        return InferencePolicy(tta=self.tta, vote="region" if self.vote else "none")
+
     def masks(self, images: Tensor) -> Tensor:
-        """int64 class ids ``[N, H, W]``: the logits' argmax, then the region vote if :attr:`vote`."""
-        logits = self.logits(images)  # (N, C, H, W)
-        predicted = classes_of(logits)
-        return vote_by_region(predicted, logits.shape[1]) if self.vote else predicted
+        """int64 class ids ``[N, H, W]`` for float images ``[N, 1, H, W]``, by :attr:`policy`."""
+        return masks_from_logits(self.logits(images), self.policy)
 
     def describe(self) -> str:
         """E.g. ``"runs/best (PyTorch, cpu, bf16, test-time shifts)"``."""

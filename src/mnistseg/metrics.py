@@ -27,6 +27,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mnistseg.postprocess import region_majorities, vote_by_region
+
 
 def _check_masks(predicted: Tensor, target: Tensor, num_classes: int) -> None:
     if predicted.shape != target.shape:
@@ -187,60 +189,6 @@ def per_image_counts(predicted: Tensor, target: Tensor) -> Tensor:
     fp = (~same & (predicted > 0)).sum(dim=(1, 2))
     fn = (~same & (target > 0)).sum(dim=(1, 2))
     return torch.stack([tp, fp, fn], dim=1).to(torch.int64)
-
-
-def label_regions(masks: Tensor) -> tuple[np.ndarray, int]:
-    """Number the connected patches of foreground (8-connected) of each mask.
-
-    Args:
-        masks: int ``[N, H, W]`` class ids; every id above 0 is foreground. A region may
-            hold several classes: connectivity ignores which digit a pixel was given.
-
-    Returns:
-        ``(regions, count)``: int32 ``[N, H, W]`` numpy array, 0 on background and
-        1..count on the regions, numbered across the whole batch (none spans two images).
-    """
-    from scipy import ndimage  # 0.2 s to import: only where regions are counted
-
-    structure = np.zeros((3, 3, 3), dtype=bool)
-    structure[1] = True  # the 8 neighbours within an image, none in the images before or after
-    regions, count = ndimage.label(masks.cpu().numpy() > 0, structure=structure)
-    return regions, int(count)
-
-
-def region_majorities(masks: Tensor, num_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Each foreground region's pixel count per class.
-
-    Returns:
-        ``(regions [N, H, W], votes [count + 1, num_classes], winners [count + 1])``:
-        :func:`label_regions`' numbering, the pixels of each class in each region (row 0:
-        background), and each region's most frequent class (0 for row 0).
-    """
-    regions, count = label_regions(masks)
-    classes = masks.cpu().numpy().astype(np.int64)
-    votes = np.zeros((count + 1, num_classes), dtype=np.int64)
-    np.add.at(votes, (regions.ravel(), classes.ravel()), 1)
-    votes[0] = 0
-    winners = votes.argmax(axis=1)
-    return regions, votes, winners
-
-
-def vote_by_region(masks: Tensor, num_classes: int) -> Tensor:
-    """Give every connected foreground region the class most of its pixels have.
-
-    A digit written as one stroke is one region, so a few pixels given another digit
-    inside it are outvoted. Two touching digits are one region too, and take one class:
-    use it for images of separate digits.
-
-    Args:
-        masks: int64 ``[N, H, W]`` predicted class ids.
-        num_classes: classes, background included.
-
-    Returns:
-        int64 ``[N, H, W]``, background unchanged.
-    """
-    regions, _, winners = region_majorities(masks, num_classes)
-    return torch.from_numpy(winners[regions]).to(masks.device, torch.int64)
 
 
 def error_breakdown(

@@ -3,8 +3,8 @@
 :func:`predict` brings a picture to MNIST's conventions (:mod:`mnistseg.picture`: polarity,
 contrast, specks, pen width, size), runs the model, brings the mask back to the input's full
 size (onto the user's own strokes, if they were thickened), and gives each connected region
-the class most of its pixels have (:func:`~mnistseg.metrics.vote_by_region`): one stroke,
-one digit. :func:`describe_mask` reads the digits off the mask, left to right.
+the class most of its pixels have (:func:`~mnistseg.postprocess.masks_from_logits` with
+:data:`PREDICT_POLICY`): one stroke, one digit. :func:`describe_mask` reads the digits off the mask, left to right.
 
 Example::
 
@@ -32,11 +32,13 @@ from scipy import ndimage
 from torch import Tensor, nn
 
 from mnistseg.files import atomic_write_bytes, atomic_write_json
-from mnistseg.inference import InferenceModel, as_inference_model, classes_of
-from mnistseg.metrics import region_majorities
+from mnistseg.inference import InferenceModel, as_inference_model
 from mnistseg.picture import MARGIN, MAX_SCALED_PIXELS, PreparedImage, prepare_image, read_image
+from mnistseg.postprocess import InferencePolicy, masks_from_logits
 
 MIN_REGION_SHARE = 0.02  # predicted regions smaller than this share of the largest are dropped
+# One class per connected region, whatever the checkpoint's recipe says, and no specks.
+PREDICT_POLICY = InferencePolicy(vote="region", min_region_share=MIN_REGION_SHARE)
 
 
 @torch.inference_mode()
@@ -81,38 +83,25 @@ def segment(
     invert: str = "auto",
     max_scaled_pixels: int = MAX_SCALED_PIXELS,
     normalise_pen: bool = True,
+    policy: InferencePolicy = PREDICT_POLICY,
 ) -> Segmentation:
-    """:func:`predict`, also returning the network's mask before the vote and how the image was prepared."""
-    prepared = prepare_image(image, invert, max_scaled_pixels, normalise_pen)
-    logits = as_inference_model(model).logits(prepared.tensor).cpu()  # (1, 11, h, w)
-    raw = logits_to_mask(logits, prepared)  # (H, W)
-    if prepared.strokes is not None:  # thickened for the network: the mask goes on the strokes as drawn
-        raw = torch.where(torch.from_numpy(prepared.strokes), raw, 0)
-    return Segmentation(tidy_mask(raw, logits.shape[1]), raw, prepared)
+    """:func:`predict`, also returning the network's mask before the vote and how the image was prepared.
 
-
-def tidy_mask(mask: Tensor, num_classes: int, min_region_share: float = MIN_REGION_SHARE) -> Tensor:
-    """One class per connected region (majority vote), and no regions far smaller than the largest.
-
-    Args:
-        mask: int64 ``[H, W]`` class ids.
-        num_classes: classes, background included.
-        min_region_share: regions with fewer pixels than this share of the largest become background.
+    ``policy`` turns the logits into the mask (:func:`~mnistseg.postprocess.masks_from_logits`).
     """
-    regions, votes, winners = region_majorities(mask[None], num_classes)  # regions (1, H, W)
-    sizes = votes.sum(axis=1)
-    keep = sizes >= min_region_share * sizes[1:].max(initial=0)
-    keep[0] = True
-    winners = np.where(keep, winners, 0)
-    return torch.from_numpy(winners[regions[0]]).to(torch.int64)
+    prepared = prepare_image(image, invert, max_scaled_pixels, normalise_pen)
+    logits = resize_logits(as_inference_model(model).logits(prepared.tensor).cpu(), prepared)  # (1, 11, H, W)
+    # Thickened for the network: the mask goes back on the strokes as drawn.
+    strokes = None if prepared.strokes is None else torch.from_numpy(prepared.strokes)[None]  # (1, H, W)
+    raw = masks_from_logits(logits, InferencePolicy(), strokes)[0]  # (H, W)
+    return Segmentation(masks_from_logits(logits, policy, strokes)[0], raw, prepared)
 
 
-def logits_to_mask(logits: Tensor, prepared: PreparedImage) -> Tensor:
-    """Crop the padding off ``[1, C, h, w]`` logits and resize them to the input's size; argmax."""
+def resize_logits(logits: Tensor, prepared: PreparedImage) -> Tensor:
+    """Crop the padding off ``[1, C, h, w]`` logits and resize them to the input's size ``[1, C, H, W]``."""
     scaled_h, scaled_w = prepared.scaled_size
     cropped = logits[..., MARGIN : MARGIN + scaled_h, MARGIN : MARGIN + scaled_w]
-    resized = F.interpolate(cropped, size=prepared.original_size, mode="bilinear", align_corners=False)
-    return classes_of(resized)[0]
+    return F.interpolate(cropped, size=prepared.original_size, mode="bilinear", align_corners=False)
 
 
 def describe_mask(

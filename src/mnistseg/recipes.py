@@ -2,10 +2,12 @@
 
 * ``reference``: the article's recipe, exactly: width 64, batch 100, Adam at a constant
   1e-3, 20 epochs, per-item ``Dataset`` with the article's affine in 4 DataLoader workers,
-  float32. About 3.7 hours on 2 CPU cores; its test IoU 0.9599 in one 20-epoch GPU run
-  (the article: 0.9595).
-* ``fast``: the least wall time to the reference's test IoU on a CPU (about 11 s, whole process).
-* ``best``: the highest IoU in under 10 minutes of training on 2 CPU cores.
+  float32. Hours on 2 CPU cores; its test IoU 0.9599 in one 20-epoch GPU run (the article:
+  0.9595; docs/reproducing.md).
+* ``fast``: the least wall time to the reference's test IoU on a CPU, the whole process.
+* ``best``: the highest IoU in minutes of training on 2 CPU cores.
+
+Their times on each CPU class are in docs/results.md, written from ``benchmarks/results/``.
 
 Every choice below was measured on the validation split, never the test set
 (``benchmarks/choices.py``, ``benchmarks/time_to_quality.py``; numbers from their JSON in
@@ -62,7 +64,7 @@ class Recipe:
         tta: ``mnistseg evaluate`` averages the logits over 1-pixel shifts (5 passes).
             Validation stays plain: it only picks the checkpoint, and is paid in training time.
         vote: ``mnistseg evaluate`` gives each connected foreground region the class most of
-            its pixels have (:func:`mnistseg.metrics.vote_by_region`): a stroke is one digit.
+            its pixels have (:func:`mnistseg.postprocess.vote_by_region`): a stroke is one digit.
             Validation stays plain, as with ``tta``.
         seed: seeds the split, the initial weights, the order and the augmentation.
         threshold: intensity over which a pixel is foreground.

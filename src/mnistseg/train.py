@@ -44,10 +44,11 @@ from mnistseg.distributed import DistributedContext, all_reduce_sum, barrier, pe
 from mnistseg.evaluate import EVAL_BATCH_SIZE, evaluate
 from mnistseg.figures import save_learning_curve, save_overlay_grid
 from mnistseg.files import atomic_write_text
-from mnistseg.inference import classes_of, predict_logits
+from mnistseg.inference import predict_logits
 from mnistseg.metrics import summarize
 from mnistseg.model import SimpleUNet, count_parameters
 from mnistseg.model_card import write_model_card
+from mnistseg.postprocess import InferencePolicy, masks_from_logits
 from mnistseg.progress import EpochProgress
 from mnistseg.recipes import Recipe
 from mnistseg.resume import STATE_FILE, Progress, TrainingParts, restore_training_state, save_training_state
@@ -330,7 +331,8 @@ def write_epoch_files(
         logits = predict_logits(run.final_model, first_val_images, run.precision, recipe.channels_last)
     title = f"Validation batch after epoch {row['epoch']}: predicted masks (IoU {row['iou']:.4f})"
     figure = out / "figures" / f"val_epoch_{row['epoch']:03d}.png"
-    save_overlay_grid(first_val_images, classes_of(logits), figure, record.class_names, title=title)
+    masks = masks_from_logits(logits, InferencePolicy())  # what validation scored: the network alone
+    save_overlay_grid(first_val_images, masks, figure, record.class_names, title=title)
 
 
 def fit(

@@ -1,0 +1,179 @@
+"""Touching digits: how often ``mnistseg predict`` reads a row of digits that touch as the right digits.
+
+Rows of two or three MNIST digits, each placed so that its ink touches the one before it and
+then overlaps it by 0-4 pixels, and pairs of digits printed in a bold font with their glyphs
+pushed together until they touch. A row is read right when ``describe_mask`` finds exactly its
+digits, left to right. Each row is run through the model once; every post-processing rule is
+then applied to the same logits: the region vote (today's ``predict``), and the parts rule at
+several shares (``mnistseg.postprocess.vote_by_parts``). Beside it, the single digits' IoU
+under each rule, so that a rule that parts touching digits is seen not to cost single ones.
+
+Choose on ``--split val`` (the checkpoint's own validation digits); report on ``--split test``
+once. Usage::
+
+    .venv/bin/python benchmarks/touching_digits.py --split val                  # the bundled model
+    .venv/bin/python benchmarks/touching_digits.py --split test --checkpoint runs/best
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+from scipy import ndimage
+
+from drawn_digits import FONT_FOLDERS
+from mnistseg.checkpoint import BUNDLED_MODEL
+from mnistseg.data import load_arrays, masks_from_images, split_indices
+from mnistseg.inference import InferenceModel, load_for_inference
+from mnistseg.metrics import per_image_counts
+from mnistseg.picture import prepare_image
+from mnistseg.postprocess import InferencePolicy, masks_from_logits
+from mnistseg.predict import PREDICT_POLICY, describe_mask, resize_logits
+from record import benchmark_parser, write_record
+
+OVERLAPS = (0, 1, 2, 3, 4)  # pixels each digit overlaps the one before, after touching it
+PART_SHARES = (0.15, 0.25, 0.35)
+BOLD_FONTS = ("DejaVuSans-Bold.ttf", "LiberationSans-Bold.ttf", "DejaVuSerif-Bold.ttf", "LiberationSerif-Bold.ttf")
+THRESHOLD = 0.2
+
+
+def policies() -> dict[str, InferencePolicy]:
+    """The rules compared: today's region vote, and the parts rule at each share."""
+    rules = {"region vote": PREDICT_POLICY}
+    for share in PART_SHARES:
+        rules[f"parts {share:.2f}"] = replace(PREDICT_POLICY, vote="parts", min_part_share=share)
+    return rules
+
+
+def chain(pieces: list[np.ndarray], overlap: int) -> np.ndarray:
+    """Digits side by side (float ``[H, W]`` each, light on black), each touching the last, then ``overlap`` px more."""
+    canvas = pieces[0]
+    for piece in pieces[1:]:
+        height = max(canvas.shape[0], piece.shape[0])
+        grown = ndimage.binary_dilation(_pad_rows(canvas, height) > THRESHOLD, np.ones((3, 3)))
+        ink = _pad_rows(piece, height) > THRESHOLD
+        # The right-most place where the new digit's ink touches (8-connected) the ink so far.
+        offset = canvas.shape[1]
+        while offset > 0 and not _overlaps(grown, ink, offset):
+            offset -= 1
+        offset = max(0, offset - overlap)
+        width = max(canvas.shape[1], offset + piece.shape[1])
+        joined = np.zeros((height, width), dtype=np.float32)
+        joined[: canvas.shape[0], : canvas.shape[1]] = canvas
+        placed = np.zeros_like(joined)
+        placed[: piece.shape[0], offset : offset + piece.shape[1]] = piece
+        canvas = np.maximum(joined, placed)
+    return canvas
+
+
+def _pad_rows(image: np.ndarray, height: int) -> np.ndarray:
+    return np.pad(image, ((0, height - image.shape[0]), (0, 0)))
+
+
+def _overlaps(grown: np.ndarray, ink: np.ndarray, offset: int) -> bool:
+    """Whether ``ink`` placed ``offset`` columns in touches ``grown``'s pixels."""
+    width = min(grown.shape[1] - offset, ink.shape[1])
+    return width > 0 and bool((grown[:, offset : offset + width] & ink[:, :width]).any())
+
+
+def mnist_rows(images: torch.Tensor, labels: torch.Tensor, count: int, length: int, seed: int) -> list[tuple]:
+    """``count`` rows per overlap of ``length`` digits drawn at random: (digits, overlap, image)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for overlap in OVERLAPS:
+        for _ in range(count):
+            chosen = rng.choice(len(labels), size=length, replace=False)
+            pieces = [images[index].numpy().astype(np.float32) / 255 for index in chosen]
+            rows.append(([int(labels[index]) for index in chosen], overlap, chain(pieces, overlap)))
+    return rows
+
+
+def font_rows(height: int = 60) -> list[tuple]:
+    """Every pair of digits (10 x 10) in each installed bold font, glyphs pushed together to touch."""
+    fonts = {path.name: path for folder in FONT_FOLDERS if folder.is_dir() for path in folder.rglob("*.ttf")}
+    rows = []
+    for name in (name for name in BOLD_FONTS if name in fonts):
+        font = ImageFont.truetype(str(fonts[name]), size=height)
+        glyphs = {digit: _glyph(font, digit) for digit in range(10)}
+        for first, second in itertools.product(range(10), repeat=2):
+            rows.append(([first, second], name, chain([glyphs[first], glyphs[second]], 0)))
+    return rows
+
+
+def _glyph(font: ImageFont.FreeTypeFont, digit: int) -> np.ndarray:
+    left, top, right, bottom = font.getbbox(str(digit))
+    canvas = Image.new("L", (right - left + 4, bottom - top + 4), 0)
+    ImageDraw.Draw(canvas).text((2 - left, 2 - top), str(digit), fill=255, font=font)
+    return np.asarray(canvas, dtype=np.float32) / 255
+
+
+def read_rows(model: InferenceModel, rows: list[tuple], rules: dict[str, InferencePolicy]) -> dict[str, Any]:
+    """Per rule, how many rows read right, in all and per kind (overlap or font)."""
+    names = model.record.class_names
+    right = {rule: {} for rule in rules}
+    for digits, kind, image in rows:
+        page = np.pad(np.clip(image, 0, 1), 8)  # a margin of paper around the row
+        picture = Image.fromarray(np.uint8(np.round(255 - page * 255)))  # dark ink on white, as a page
+        prepared = prepare_image(picture, "auto")
+        logits = resize_logits(model.logits(prepared.tensor).cpu(), prepared)
+        strokes = None if prepared.strokes is None else torch.from_numpy(prepared.strokes)[None]
+        for rule, policy in rules.items():
+            found = describe_mask(masks_from_logits(logits, policy, strokes)[0], names)["digits"]
+            counts = right[rule].setdefault(str(kind), [0, 0])
+            counts[0] += found == digits
+            counts[1] += 1
+    return {
+        rule: {"read_right": sum(c[0] for c in per_kind.values()), "rows": sum(c[1] for c in per_kind.values()),
+               "per_kind": per_kind}
+        for rule, per_kind in right.items()
+    }  # fmt: skip
+
+
+def single_digit_iou(model: InferenceModel, images: torch.Tensor, labels: torch.Tensor, rules: dict) -> dict:
+    """Each rule's IoU over single 28x28 digits (the preset's own evaluation, with each rule)."""
+    inputs = images.unsqueeze(1).float() / 255  # (N, 1, 28, 28)
+    target = masks_from_images(inputs, labels)
+    totals = {rule: torch.zeros(3, dtype=torch.int64) for rule in rules}
+    for start in range(0, len(inputs), 1000):
+        logits = model.logits(inputs[start : start + 1000]).cpu()
+        for rule, policy in rules.items():
+            predicted = masks_from_logits(logits, replace(policy, min_region_share=0.0))  # as evaluate scores
+            totals[rule] += per_image_counts(predicted, target[start : start + 1000]).sum(dim=0)
+    return {rule: float(tp / (tp + fp + fn)) for rule, (tp, fp, fn) in ((r, t.tolist()) for r, t in totals.items())}
+
+
+def main() -> None:
+    parser = benchmark_parser(__doc__, "touching_digits.json")
+    parser.add_argument("--checkpoint", type=Path, default=BUNDLED_MODEL, help="model (default: the bundled one)")
+    parser.add_argument("--split", choices=("val", "test"), default="val", help="digits to use (default: val)")
+    parser.add_argument("--rows", type=int, default=100, help="MNIST rows per overlap and length (default: 100)")
+    args = parser.parse_args()
+    model = load_for_inference(args.checkpoint, "torch", "cpu", precision="fp32")
+    images, labels = load_arrays(args.root, train=args.split == "val")
+    if args.split == "val":
+        count = model.record.recipe.subset or len(labels)
+        _, val_index = split_indices(min(count, len(labels)), model.record.recipe.seed)
+        images, labels = images[val_index], labels[val_index]
+    rules = policies()
+    results = {
+        "pairs": read_rows(model, mnist_rows(images, labels, args.rows, 2, seed=1), rules),
+        "triples": read_rows(model, mnist_rows(images, labels, args.rows, 3, seed=2), rules),
+        "printed pairs": read_rows(model, font_rows(), rules),
+        "single digits IoU": single_digit_iou(model, images, labels, rules),
+    }
+    print(f"{model.describe()}, {args.split} digits; rows read right as the right digits:")
+    for rule in rules:
+        cells = [f"{kind} {results[kind][rule]['read_right']}/{results[kind][rule]['rows']}"
+                 for kind in ("pairs", "triples", "printed pairs")]  # fmt: skip
+        print(f"  {rule:<12} " + ", ".join(cells) + f"; single digits IoU {results['single digits IoU'][rule]:.4f}")
+    write_record(args.json, checkpoint=str(args.checkpoint), split=args.split, rules=list(rules), **results)
+
+
+if __name__ == "__main__":
+    main()
