@@ -24,7 +24,7 @@ from mnistseg.files import atomic_write_json
 from mnistseg.inference import load_for_inference, predict_logits
 from mnistseg.metrics import confusion_matrix, per_image_counts, summarize
 from mnistseg.model_card import write_model_card
-from mnistseg.postprocess import InferencePolicy, masks_from_logits
+from mnistseg.postprocess import masks_from_logits, recipe_policy
 
 EVAL_BATCH_SIZE = 1000
 HARDEST_COUNT = 12  # images in hardest_test_digits.png
@@ -76,7 +76,7 @@ def evaluate(
         An :class:`Evaluation`, its tensors on the CPU.
     """
     model.eval()
-    policy = InferencePolicy(tta=tta, vote="region" if vote else "none")
+    policy = recipe_policy(tta, vote)
     criterion = nn.CrossEntropyLoss(reduction="sum")
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
     loss_and_pixels = torch.zeros(3, dtype=torch.float64, device=device)  # (summed loss, pixels, images)

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from mnistseg.checkpoint import ONNX_FILE, CheckpointRecord, describe_folder, load_model, read_record
 from mnistseg.device import autocast, resolve_device, resolve_precision
-from mnistseg.postprocess import InferencePolicy, masks_from_logits
+from mnistseg.postprocess import InferencePolicy, masks_from_logits, recipe_policy
 
 ENGINES = ("torch", "onnx")
 
@@ -122,7 +122,7 @@ class InferenceModel:
     @property
     def policy(self) -> InferencePolicy:
         """How its logits become masks: the test-time shifts, and the region vote if :attr:`vote`."""
-        return InferencePolicy(tta=self.tta, vote="region" if self.vote else "none")
+        return recipe_policy(self.tta, self.vote)
 
     def masks(self, images: Tensor) -> Tensor:
         """int64 class ids ``[N, H, W]`` for float images ``[N, 1, H, W]``, by :attr:`policy`."""

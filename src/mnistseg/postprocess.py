@@ -54,6 +54,11 @@ class InferencePolicy:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
 
 
+def recipe_policy(tta: bool, vote: bool) -> InferencePolicy:
+    """The policy a recipe's ``tta`` and ``vote`` flags ask for (``vote``: the region vote)."""
+    return InferencePolicy(tta=tta, vote="region" if vote else "none")
+
+
 def classes_of(logits: Tensor) -> Tensor:
     """The class of each pixel: int64 ``[N, H, W]`` from logits ``[N, C, H, W]``, the argmax over C.
 
