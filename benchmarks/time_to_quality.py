@@ -422,7 +422,7 @@ def main() -> None:
     if reference and "fast" in summaries:
         per_item, batched = reference["dataset"]["total_seconds"], reference["batched"]["total_seconds"]
         fast_wall = summaries["fast"]["wall_seconds"]["mean"]
-        flops = {name: recipe_flops(get_preset(name)) for name in ("reference", *args.presets)}
+        flops = {name: recipe_flops(get_preset(name, device)) for name in ("reference", *args.presets)}
         breakdown = {
             "implementation": per_item / batched,  # same recipe, per-item path vs batched path
             "recipe": batched / fast_wall,  # the reference recipe batched vs the whole fast process

@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
 
 from mnistseg.checkpoint import load_weights
 from mnistseg.data import load_arrays, masks_from_images, split_indices
@@ -32,6 +33,12 @@ def test_presets_and_overrides() -> None:
     )  # fmt: skip
     assert reference.augment and reference.ema_decay == 0 and not reference.tta
     assert get_preset("fast", epochs=7).epochs == 7
+    # best keeps its minutes where a CPU trains it in fp32 (no native bf16): fewer epochs there.
+    cpu = torch.device("cpu")
+    assert get_preset("best", cpu, precision="bf16").epochs == get_preset("best").epochs == 12
+    assert get_preset("best", cpu, precision="fp32").epochs == 8
+    assert get_preset("best", cpu, precision="fp32", epochs=3).epochs == 3  # asked for: kept
+    assert get_preset("fast", cpu, precision="fp32").epochs == get_preset("fast").epochs  # fast is the same
     with pytest.raises(ValueError, match="unknown preset"):
         get_preset("turbo")
     with pytest.raises(ValueError, match="unknown recipe field"):

@@ -270,7 +270,7 @@ def resumed_run(args: argparse.Namespace, overrides: dict[str, object]) -> tuple
 
 
 def run_train(args: argparse.Namespace) -> None:
-    from mnistseg.device import set_threads, use_deterministic_algorithms
+    from mnistseg.device import resolve_device, set_threads, use_deterministic_algorithms
     from mnistseg.distributed import barrier, setup, teardown
     from mnistseg.recipes import DEFAULT_PRESET, get_preset
     from mnistseg.train import fit
@@ -281,7 +281,12 @@ def run_train(args: argparse.Namespace) -> None:
         out = args.resume
     else:
         preset = args.preset or DEFAULT_PRESET
-        recipe, root = get_preset(preset, **overrides), args.root or DEFAULT_ROOT
+        recipe, root = get_preset(preset, resolve_device(args.device), **overrides), args.root or DEFAULT_ROOT
+        if recipe.epochs != get_preset(preset, **overrides).epochs:
+            print(
+                f"{preset} trains {recipe.epochs} epochs in fp32 on this CPU (no native bf16), "
+                f"{get_preset(preset, **overrides).epochs} where bf16 is native: about the same minutes"
+            )
         out = args.out or Path("runs") / preset
     if args.deterministic:
         use_deterministic_algorithms()

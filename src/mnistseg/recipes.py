@@ -17,13 +17,22 @@ Every choice below was measured on the validation split, never the test set
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
+from types import MappingProxyType
 from typing import Any
 
+import torch
+
 from mnistseg.datasets import DATASETS, DEFAULT_THRESHOLD, NUM_CLASSES, get_dataset
-from mnistseg.device import PRECISION_CHOICES
+from mnistseg.device import PRECISION_CHOICES, resolve_precision
 from mnistseg.model import ModelConfig
 
 DEFAULT_PRESET = "fast"
+# The epochs of a preset where its run resolves to float32 on a CPU (no native bf16: most
+# laptops, :func:`mnistseg.device.resolve_precision`). There an epoch of ``best`` takes about
+# 2.3 times as long as in native bf16 (``benchmarks/time_to_quality.py``'s speed choices, both
+# CPU classes), and the preset keeps its minutes rather than its epochs: 8 of them there, 12
+# where bf16 is native, each within 1/25 of the reference recipe's 20 epochs on its class.
+FP32_CPU_EPOCHS = MappingProxyType({"best": 8})
 
 
 @dataclass(frozen=True)
@@ -177,11 +186,12 @@ def presets() -> dict[str, Recipe]:
             vote=True,
             subset=21_600,
         ),  # fmt: skip
-        # The highest IoU within 10 minutes of training on 2 CPU cores. Exploratory runs on
+        # The highest IoU in minutes of training on 2 CPU cores (within 1/25 of the reference
+        # recipe's 20 epochs: 12 epochs in native bf16, 8 in fp32, FP32_CPU_EPOCHS). Exploratory runs on
         # validation, seed 0 (benchmarks/results/best_search.json; the preset's own figures over
         # 3 seeds are time_to_quality's): the score decoder with widths 16/64/128 trains 1,699
         # images/s with the affine against 719 for the previous preset (width 24, concat; both
-        # time_to_quality's data path), so 16 epochs fit where 6 did. Its head at 300x the rate:
+        # time_to_quality's data path), so 12-16 epochs fit where 6 did. Its head at 300x the rate:
         # fg/bg errors 6,558 -> 3,446 after 2 epochs (30x: 3,789). After 17 epochs the head had
         # learned the threshold itself, 4,201 of its 4,201 fg/bg errors lying exactly on it
         # (51/255 = 0.2, see the batched loader's "derive"); with the warped images back on 8-bit
@@ -192,7 +202,7 @@ def presets() -> dict[str, Recipe]:
         "best": replace(
             cpu_recipe,
             name="best",
-            epochs=16,
+            epochs=12,
             batch_size=64,
             lr=1e-2,
             head_lr_scale=300.0,
@@ -206,8 +216,14 @@ def presets() -> dict[str, Recipe]:
     }
 
 
-def get_preset(name: str, **overrides: Any) -> Recipe:
+def get_preset(name: str, device: torch.device | None = None, **overrides: Any) -> Recipe:
     """A preset with some fields replaced, e.g. ``get_preset("fast", epochs=1)``.
+
+    Args:
+        name: a key of :func:`presets`.
+        device: where it will train. On a CPU where the run resolves to float32 the preset's
+            epochs are :data:`FP32_CPU_EPOCHS`'s (unless ``epochs`` is given); None: as written.
+        overrides: recipe fields to replace.
 
     Raises:
         ValueError: for an unknown preset or field, or an invalid value.
@@ -223,7 +239,11 @@ def get_preset(name: str, **overrides: Any) -> Recipe:
         overrides = {**overrides, "widths": None}  # --base-width N asks for N x 1, 2, 4, whatever the preset's widths
     if "dataset" in overrides and "vote" not in overrides and get_dataset(overrides["dataset"]).scenes:
         overrides = {**overrides, "vote": False}  # touching digits share a region: scenes go without the vote
-    return replace(known[name], **overrides)
+    recipe = replace(known[name], **overrides)
+    if name in FP32_CPU_EPOCHS and "epochs" not in overrides and device is not None and device.type == "cpu":
+        if resolve_precision(recipe.precision, device) == "fp32":
+            recipe = replace(recipe, epochs=FP32_CPU_EPOCHS[name])
+    return recipe
 
 
 def recipe_differences(stored: dict[str, Any], recipe: Recipe) -> str:
