@@ -7,6 +7,7 @@ module next to them.
 from __future__ import annotations
 
 import argparse
+import datetime
 import statistics
 import sys
 from pathlib import Path
@@ -18,10 +19,11 @@ from mnistseg.files import atomic_write_json
 
 
 def write_record(path: Path, **results: Any) -> None:
-    """Write ``results`` with the command line, hardware and versions to ``path``, atomically."""
+    """Write ``results`` with the command line, date, hardware and versions to ``path``, atomically."""
     script = Path(sys.argv[0]).name
     record = {
         "command": " ".join(["python", f"benchmarks/{script}", *sys.argv[1:]]),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),  # UTC
         "hardware": describe_hardware(),
         "versions": versions(),
         **results,
