@@ -1,10 +1,11 @@
 """Write the results in the README and in docs/results.md from the benchmarks' JSON: no figure there is typed.
 
 Reads ``benchmarks/results/time_to_quality*.json`` and ``busy_machine*.json``, one pair per CPU
-class (native, and ``_avx2``: the same machine run as an AVX2-only CPU), and replaces what lies
-between each page's ``<!-- generated:NAME begin -->`` and ``<!-- generated:NAME end -->`` markers
-with tables made from them. ``--check`` changes nothing and fails when a page differs from what
-it would write (the test suite runs it). Usage::
+class (native, and ``_avx2``: the same machine run as an AVX2-only CPU), and the other benchmarks'
+records (:data:`SECTIONS` says which section each one writes), and replaces what lies between each
+page's ``<!-- generated:NAME begin -->`` and ``<!-- generated:NAME end -->`` markers with tables and
+sentences made from them: command, date, machine and versions first. ``--check`` changes nothing
+and fails when a page differs from what it would write (the test suite runs it). Usage::
 
     .venv/bin/python benchmarks/report.py           # rewrite the sections
     .venv/bin/python benchmarks/report.py --check   # exit 1 if a page is stale or hand-edited
@@ -246,10 +247,193 @@ def results_page(rows: Measured) -> list[str]:
     ]  # fmt: skip
 
 
-# (page, section name, what writes it)
-SECTIONS: tuple[tuple[str, str, Callable[[Measured], list[str]]], ...] = (
-    ("README.md", "results-summary", readme_summary),
-    ("docs/results.md", "results-cpu-classes", results_page),
+def cpu_pages(write: Callable[[Measured], list[str]]) -> Callable[[Path], list[str]]:
+    """A section made from every CPU class's ``time_to_quality`` and ``busy_machine`` results."""
+
+    def from_results(results: Path) -> list[str]:
+        rows = measured(results)
+        if not rows:
+            raise ValueError(f"no time_to_quality results in {results}")
+        return write(rows)
+
+    return from_results
+
+
+def load(results: Path, name: str) -> dict[str, Any]:
+    """One benchmark's JSON record.
+
+    Raises:
+        ValueError: when the file is missing.
+    """
+    path = results / name
+    if not path.is_file():
+        raise ValueError(f"{path} is missing")
+    return json.loads(path.read_text())
+
+
+def made_by(record: dict[str, Any], name: str) -> str:
+    """E.g. ``"`python benchmarks/choices.py ...`, 2026-12-02, AMD EPYC (2 cores), torch 2.14.1, Python 3.11.7
+    (`benchmarks/results/choices.json`)"``: the command, date, machine and versions of a record."""
+    hardware, versions = record.get("hardware", {}), record.get("versions", {})
+    where = hardware.get("gpu") or hardware.get("cpu", "?")
+    where += f" ({hardware['cores']} CPU cores)" if "cores" in hardware else ""
+    torch = versions.get("torch", "?") if isinstance(versions, dict) else versions
+    python = f", Python {versions['python']}" if isinstance(versions, dict) and "python" in versions else ""
+    return (
+        f"`{record.get('command', '?')}`, {record.get('date', 'date not recorded')}, {where}, torch {torch}{python} "
+        f"(`benchmarks/results/{name}`)"
+    )
+
+
+def fast_choices(results: Path) -> list[str]:
+    """The ``fast`` variants on validation (``choices.py``), and what the comparison says."""
+    record = load(results, "choices.json")
+    variants = record["variants"]
+    body = [[f"{v['variant']} (`{' '.join(v['flags'])}`)" if v["flags"] else f"**{v['variant']}**",
+             pm(v["val_iou"], 4), pm(v["val_iou_voted"], 4), pm(v["wall_seconds"], 1)] for v in variants]  # fmt: skip
+    plain = next(v for v in variants if not v["flags"])
+    concat = next(v for v in variants if v["flags"] == ["--decoder", "concat"])
+    lost = plain["val_iou_voted"]["mean"] - concat["val_iou_voted"]["mean"]
+    slower = concat["wall_seconds"]["mean"] / plain["wall_seconds"]["mean"] - 1
+    return [
+        f"{made_by(record, 'choices.json')}; validation IoU, mean ± std over {record['seeds']} seeds:", "",
+        *table(["`fast` variant", "validation IoU", "with the vote", "whole process (s)"], body), "",
+        f"The score decoder is the change that matters: the same encoder with the U-Net's concat decoder scores "
+        f"{lost:.3f} lower with the vote and its whole process takes {slower:.0%} longer.",
+    ]  # fmt: skip
+
+
+def best_search(results: Path) -> list[str]:
+    """The exploratory runs behind ``best`` (``best_search.json``), one seed each, on validation."""
+    record = load(results, "best_search.json")
+    body = [[row["run"], f"{row['fg_bg']:,}", f"{row['misread_images']:,}",
+             f"{row['iou']:.4f} → {row['voted_iou']:.4f}"] for row in record["rows"]]  # fmt: skip
+    heads = record["where_head"]
+    best_epoch, last_epoch = (heads[key] for key in heads if key != "what")
+    return [
+        f"{made_by(record, 'best_search.json')}. {record['what']}; {record['note']}.", "",
+        *table(["`best` step (one seed: a lead, not a measured gain)", "fg/bg errors", "whole digits misread",
+                "validation IoU → with the vote"], body), "",
+        f"The threshold is learnt from the masks, to the level: the head's weights put the boundary at "
+        f"{best_epoch['boundary']} at the best epoch (input weight {best_epoch['input_weight']}, bias "
+        f"{best_epoch['bias']} in logit difference) and at {last_epoch['boundary']} at the last "
+        f"({record['level_51_check']}).",
+    ]  # fmt: skip
+
+
+def gpu_runs(results: Path) -> list[str]:
+    """The presets' one GPU run (``time_to_quality_cuda.json``) and the reference's 20 epochs there."""
+    record, reference = load(results, "time_to_quality_cuda.json"), load(results, "reproduce_reference_cuda.json")
+    body = []
+    for preset in dict.fromkeys(run["preset"] for run in record["runs"]):
+        runs = [run for run in record["runs"] if run["preset"] == preset]
+        seeds = ", ".join(str(run["seed"]) for run in runs)
+        body.append([f"`{preset}` as it then was, seed{'s' if len(runs) > 1 else ''} {seeds}",
+                     *(pm(mean_std([run[key] for run in runs]), digits)
+                       for key, digits in (("iou", 4), ("wall_seconds", 1), ("train_seconds", 1)))])  # fmt: skip
+    by_hand = (results / "gpu_h200_best_seeds_1_2.txt").read_text().splitlines()
+    tested = [float(line.rsplit("IoU ", 1)[1].split()[0]) for line in by_hand if line.startswith("test set")]
+    body.append(["`best` as it then was, seeds 1, 2: trained by hand after the time limit (their test lines in "
+                 "`gpu_h200_best_seeds_1_2.txt`)", ", ".join(f"{iou:.4f}" for iou in tested), "—", "—"])  # fmt: skip
+    body.append([f"reference recipe, 20 epochs, seed 0 (best epoch {reference['best_epoch']})",
+                 f"{reference['test']['iou']:.4f}", "—", f"{reference['train_seconds']:.0f}"])  # fmt: skip
+    return [
+        f"{made_by(record, 'time_to_quality_cuda.json')}"
+        f"{' (cut short by its time limit)' if record.get('partial') else ''}; "
+        f"the reference: {made_by(reference, 'reproduce_reference_cuda.json')}.", "",
+        *table([record["hardware"].get("gpu", "GPU"), "test IoU", "whole process (s)", "training (s)"], body),
+    ]  # fmt: skip
+
+
+def counts(value: dict[str, Any]) -> str:
+    return f"{value['tp']:,} / {value['fp']:,} / {value['fn']:,}"
+
+
+def reproducing(results: Path) -> list[str]:
+    """The article's recipe trained here (CPU, two epochs; GPU, twenty) beside the article's numbers."""
+    cpu, gpu = load(results, "reproduce_reference.json"), load(results, "reproduce_reference_cuda.json")
+    article = gpu["article"]
+    first, second = (epoch["article"] for epoch in gpu["epochs"][:2])
+    epoch_20 = gpu["epochs"][19]["mnistseg"]["iou"]
+    best_val = max(epoch["mnistseg"]["iou"] for epoch in gpu["epochs"])
+    rows = [
+        ["article (its log and text)", counts(first), f"{first['iou']:.4f}", counts(second), f"{second['iou']:.4f}",
+         f"{article['epoch_20_validation_iou']}", counts(article["test"]), f"{article['test']['iou']:.4f}"],
+        ["mnistseg, CPU, per-item path, seed 0", *(cell for epoch in cpu["epochs"][:2] for cell in
+         (counts(epoch["mnistseg"]), f"{epoch['mnistseg']['iou']:.4f}")), "—", "—", "—"],
+        ["mnistseg, GPU, batched path, seed 0", *(cell for epoch in gpu["epochs"][:2] for cell in
+         (counts(epoch["mnistseg"]), f"{epoch['mnistseg']['iou']:.4f}")), f"{epoch_20:.4f} (best {best_val:.4f})",
+         counts(gpu["test"]), f"**{gpu['test']['iou']:.4f}**"],
+    ]  # fmt: skip
+    epoch_seconds = sum(epoch["seconds"] for epoch in gpu["epochs"]) / len(gpu["epochs"])
+    return [
+        f"* CPU, the first two epochs: {made_by(cpu, 'reproduce_reference.json')}: {cpu['wall_seconds']:,.0f} s for "
+        "the whole process.",
+        f"* GPU, all 20 epochs: {made_by(gpu, 'reproduce_reference_cuda.json')}: {gpu['recipe']}; "
+        f"{epoch_seconds:.1f} s an epoch; the test set scored once, with the checkpoint of the best validation epoch "
+        f"({gpu['best_epoch']}). {gpu['source']}.", "",
+        *table(["", "epoch 1 TP / FP / FN", "IoU", "epoch 2 TP / FP / FN", "IoU", "epoch 20 val IoU",
+                "test TP / FP / FN", "test IoU"], rows, numeric_from=2), "",
+        f"Test IoU {gpu['test']['iou']:.4f} against the article's {article['test']['iou']:.4f}; TP "
+        f"{abs(gpu['test']['tp'] - article['test']['tp']):,} pixels from the article's {article['test']['tp']:,}.",
+    ]  # fmt: skip
+
+
+def inference_engines(results: Path) -> list[str]:
+    """Images/s of the engines and layouts on the test set (``onnx_inference.json``)."""
+    record = load(results, "onnx_inference.json")
+    names = {"pytorch_fp32": "PyTorch, float32 (NCHW)",
+             "pytorch_fp32_channels_last": "PyTorch, float32, `channels_last`",
+             "pytorch_bf16_channels_last": "PyTorch, bf16 autocast, `channels_last`",
+             "onnxruntime_fp32": "ONNX Runtime, float32"}  # fmt: skip
+    speeds = record["images_per_s"]
+    body = [
+        [names.get(key, key), f"{value:,.0f}", f"{value / speeds['pytorch_fp32']:.2f}x"]
+        for key, value in speeds.items()
+    ]
+    return [
+        f"{made_by(record, 'onnx_inference.json')}; the 10,000 test images in batches of 1,000, best of three passes:",
+        "", *table(["engine", "images/s", "vs PyTorch float32"], body), "",
+        f"The two engines give the same argmax on {record['argmax_agreement']:.2%} of the pixels of the first 1,000 "
+        "test images.",
+    ]  # fmt: skip
+
+
+def pen_widths(results: Path) -> list[str]:
+    """How many drawn and printed digits the bundled model reads right (``pen_widths.json``)."""
+    record = load(results, "pen_widths.json")
+    plain = record["rows_without_normalising"]
+    body = [
+        [kind, f"{right}/{total}", f"{plain[kind][0]}/{plain[kind][1]}"]
+        for kind, (right, total) in record["rows"].items()
+    ]
+    return [f"{made_by(record, 'pen_widths.json')}; model: {record['model']}:", "",
+            *table(["drawn with", "read right", "without the pen normalisation"], body)]  # fmt: skip
+
+
+def scaling(results: Path) -> list[str]:
+    """One process against two under torchrun (``scaling.json``)."""
+    record = load(results, "scaling.json")
+    body = [[str(row["processes"]), f"{row['wall_seconds']:.1f}", f"{row['images_per_s']:,.0f}", f"{row['iou']:.4f}",
+             f"{row['relative_throughput']:.2f}x"] for row in record["rows"]]  # fmt: skip
+    return [
+        f"{made_by(record, 'scaling.json')}; {record['note']}:",
+        "",
+        *table(["processes", "wall s", "training images/s", "test IoU", "throughput vs 1 process"], body),
+    ]
+
+
+# (page, section name, what writes it from the results folder)
+SECTIONS: tuple[tuple[str, str, Callable[[Path], list[str]]], ...] = (
+    ("README.md", "results-summary", cpu_pages(readme_summary)),
+    ("docs/results.md", "results-cpu-classes", cpu_pages(results_page)),
+    ("docs/results.md", "fast-choices", fast_choices),
+    ("docs/results.md", "best-search", best_search),
+    ("docs/results.md", "gpu", gpu_runs),
+    ("docs/reproducing.md", "reproducing", reproducing),
+    ("docs/your-images.md", "inference-engines", inference_engines),
+    ("docs/your-images.md", "pen-widths", pen_widths),
+    ("docs/distributed.md", "scaling", scaling),
 )
 
 
@@ -277,23 +461,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top", type=Path, default=TOP, help="the repository's top folder (default: this one)")
     parser.add_argument("--results", type=Path, default=RESULTS, help="the JSON folder (default: benchmarks/results)")
     args = parser.parse_args(argv)
-    rows = measured(args.results)
-    if not rows:
-        print(f"report.py: error: no time_to_quality results in {args.results}", file=sys.stderr)
-        return 1
-    stale = []
+    pages: dict[Path, tuple[str, str]] = {}  # each page: (as read, as it would be written)
     for page, name, write in SECTIONS:
         path = args.top / page
-        current = path.read_text(encoding="utf-8")
+        if path not in pages:
+            current = path.read_text(encoding="utf-8")
+            pages[path] = (current, current)
         try:
-            generated = render(current, name, write(rows))
+            pages[path] = (pages[path][0], render(pages[path][1], name, write(args.results)))
         except ValueError as error:
-            print(f"report.py: error: {path}: {error}", file=sys.stderr)
+            print(f"report.py: error: {path}, section {name}: {error}", file=sys.stderr)
             return 1
-        if generated != current:
-            stale.append(path)
-            if not args.check:
-                path.write_text(generated, encoding="utf-8")
+    stale = [path for path, (current, generated) in pages.items() if generated != current]
+    if not args.check:
+        for path in stale:
+            path.write_text(pages[path][1], encoding="utf-8")
     if args.check and stale:
         print(f"report.py: {', '.join(map(str, stale))} differ from the benchmarks' JSON; run benchmarks/report.py",
               file=sys.stderr)  # fmt: skip

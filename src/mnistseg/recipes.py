@@ -63,10 +63,10 @@ class Recipe:
         channels_last: NHWC memory layout, faster convolutions on CPUs and tensor cores (on both
             CPU classes, with and without AVX-512: ``benchmarks/time_to_quality.py``'s speed choices).
         mask_mode: batched loader: "derive" the mask from the augmented image (default), or
-            "warp" it with nearest sampling as the reference does. Measured with width 16,
-            2 epochs: derive 0.9797 test IoU, warp 0.9308 (FN 79k): a nearest-warped mask
-            no longer follows the threshold rule on the bilinearly warped image, and the
-            network learns that mismatch. The per-item path always warps, as the reference.
+            "warp" it with nearest sampling as the reference does. A nearest-warped mask no
+            longer follows the threshold rule on the bilinearly warped image, and the network
+            learns that mismatch (one v0.1 run: far lower test IoU; docs/command-line.md). The
+            per-item path always warps, as the reference.
         augment: apply the random affine to the training split.
         ema_decay: keep an exponential moving average of the weights with this decay per
             step, and validate and save the average (0 turns it off).
@@ -157,22 +157,17 @@ class Recipe:
 def presets() -> dict[str, Recipe]:
     """The named recipes (a new dict each call: nothing global to mutate).
 
-    The measurements behind ``fast`` and ``best`` are in ``benchmarks/`` and the README.
+    The measurements behind ``fast`` and ``best`` are in ``benchmarks/`` and docs/results.md.
     """
     cpu_recipe = Recipe(schedule="onecycle", precision="auto", loader="batched", num_workers=0, channels_last=True)
     return {
         "reference": Recipe(name="reference"),
-        # The least wall time to the reference's test IoU. One pass over 18,000 images (a
-        # 21,600-image subset split 5:1) with the score decoder. Validation IoU after the region
-        # vote, mean ± std over 3 seeds, and the whole process's seconds (benchmarks/choices.py,
-        # benchmarks/results/choices.json): this recipe 0.9651 ± 0.0017 in 10.9 s; the U-Net's
-        # concat decoder instead 0.9410 ± 0.0145 in 17.5 s; the previous fast network (width 16,
-        # concat, lr 2e-3) 0.8054 in 17.8 s on these images; input normalised 0.9610; lr 0.016
-        # 0.9644; batch 64 0.9574; 16,000 images 0.9552 in 9.8 s (below the reference's 0.9594);
-        # 22,000 images 0.9708 in 11.7 s (kept out: the time is the target, 0.9594 the bar).
-        # The region vote: 0.9428 -> 0.9651, +0.0224 ± 0.0015 paired by seed (time_to_quality.py).
-        # No augmentation: one pass is too short to profit from it (measured on the previous
-        # fast network only: 0.9628 with the affine against 0.9674 without, 2 seeds).
+        # The least wall time to the reference's test IoU: one pass over 18,000 images (a
+        # 21,600-image subset split 5:1) with the score decoder, evaluated with the region vote.
+        # Chosen on validation over 3 seeds against its variants (concat decoder, normalised
+        # input, other rates, batch 64, fewer and more images: benchmarks/choices.py; the figures
+        # are in docs/results.md, written from its JSON). No augmentation: one pass is too short
+        # to profit from it.
         "fast": replace(
             cpu_recipe,
             name="fast",
@@ -186,19 +181,15 @@ def presets() -> dict[str, Recipe]:
             vote=True,
             subset=21_600,
         ),  # fmt: skip
-        # The highest IoU in minutes of training on 2 CPU cores (within 1/25 of the reference
-        # recipe's 20 epochs: 12 epochs in native bf16, 8 in fp32, FP32_CPU_EPOCHS). Exploratory runs on
-        # validation, seed 0 (benchmarks/results/best_search.json; the preset's own figures over
-        # 3 seeds are time_to_quality's): the score decoder with widths 16/64/128 trains 1,699
-        # images/s with the affine against 719 for the previous preset (width 24, concat; both
-        # time_to_quality's data path), so 12-16 epochs fit where 6 did. Its head at 300x the rate:
-        # fg/bg errors 6,558 -> 3,446 after 2 epochs (30x: 3,789). After 17 epochs the head had
-        # learned the threshold itself, 4,201 of its 4,201 fg/bg errors lying exactly on it
-        # (51/255 = 0.2, see the batched loader's "derive"); with the warped images back on 8-bit
-        # levels, 1 fg/bg error in 16 epochs. What remains is whole digits misread (38 of 10,000).
-        # Validation gains over plain weights, paired over 3 seeds (time_to_quality.py, its latest
-        # run): shifts +0.0012 ± 0.0003, the vote +0.0031 ± 0.0001, the moving average
-        # -0.0000 ± 0.0001 (no gain; kept as measured).
+        # The highest IoU in minutes of training on 2 CPU cores: within 1/25 of the reference
+        # recipe's 20 epochs on either CPU class (12 epochs in native bf16, 8 in fp32:
+        # FP32_CPU_EPOCHS). Found by exploratory runs on validation, seed 0 (docs/results.md, "How
+        # `best` was found"): the score decoder with widths 16/64/128 trains about twice the images
+        # a second of the previous best (width 24, concat); its head at 300x the rate learns the
+        # threshold (the input's weight must reach several hundred); with the warped images back
+        # on 8-bit levels it gets the threshold right to the level. What remains is whole digits
+        # misread. The moving average, test-time shifts and the vote are scored on validation
+        # over 3 seeds by benchmarks/time_to_quality.py.
         "best": replace(
             cpu_recipe,
             name="best",
