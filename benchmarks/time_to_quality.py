@@ -67,6 +67,7 @@ from mnistseg.device import autocast, describe_hardware, resolve_precision
 from mnistseg.evaluate import evaluate, evaluate_checkpoint
 from mnistseg.metrics import summarize
 from mnistseg.model import ModelConfig, SimpleUNet
+from mnistseg.postprocess import recipe_policy
 from mnistseg.recipes import Recipe, get_preset
 from mnistseg.resume import STATE_FILE, load_training_state
 from mnistseg.train import make_batches, train_one_epoch
@@ -190,7 +191,8 @@ def validation_ablations(out: Path, root: Path, device: torch.device) -> dict[st
         model = model.to(device, memory_format=torch.channels_last if recipe.channels_last else torch.preserve_format)
         precision = resolve_precision(recipe.precision, device)
         for tta, vote in itertools.product((False, True), (False, True)):
-            scored = evaluate(model, val_batches, len(names), device, precision, recipe.channels_last, tta, vote=vote)
+            policy = recipe_policy(tta, vote)
+            scored = evaluate(model, val_batches, len(names), device, precision, recipe.channels_last, policy)
             result[f"{kind}{' + shifts' if tta else ''}{' + vote' if vote else ''}"] = summarize(
                 scored.confusion, names
             )["iou"]

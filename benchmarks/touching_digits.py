@@ -33,8 +33,8 @@ from mnistseg.data import load_arrays, masks_from_images, split_indices
 from mnistseg.inference import InferenceModel, load_for_inference
 from mnistseg.metrics import per_image_counts
 from mnistseg.picture import prepare_image
-from mnistseg.postprocess import InferencePolicy, masks_from_logits
-from mnistseg.predict import PREDICT_POLICY, describe_mask, resize_logits
+from mnistseg.postprocess import InferencePolicy, masks_from_logits, recipe_policy
+from mnistseg.predict import describe_mask, resize_logits
 from record import benchmark_parser, write_record
 
 OVERLAPS = (0, 1, 2, 3, 4)  # pixels each digit overlaps the one before, after touching it
@@ -44,10 +44,11 @@ THRESHOLD = 0.2
 
 
 def policies() -> dict[str, InferencePolicy]:
-    """The rules compared: today's region vote, and the parts rule at each share."""
-    rules = {"region vote": PREDICT_POLICY}
+    """The rules compared: the region vote of ``fast`` and ``best``, and the parts rule at each share."""
+    region = recipe_policy(tta=False, vote=True)
+    rules = {"region vote": region}
     for share in PART_SHARES:
-        rules[f"parts {share:.2f}"] = replace(PREDICT_POLICY, vote="parts", min_part_share=share)
+        rules[f"parts {share:.2f}"] = replace(region, vote="parts", min_part_share=share)
     return rules
 
 

@@ -9,7 +9,7 @@ from mnistseg.evaluate import evaluate, format_table
 from mnistseg.inference import TTA_SHIFTS, predict_logits, shift_images
 from mnistseg.metrics import confusion_matrix, per_image_counts, summarize
 from mnistseg.model import SimpleUNet
-from mnistseg.postprocess import classes_of, vote_by_region
+from mnistseg.postprocess import InferencePolicy, classes_of, vote_by_region
 
 
 def test_classes_of_is_the_argmax_in_either_layout_ties_to_the_first() -> None:
@@ -75,7 +75,7 @@ def test_evaluate_sums_batches_like_one_big_count() -> None:
     assert torch.equal(confusion, confusion_matrix(logits.argmax(1), masks, 11))
     assert loss == pytest.approx(torch.nn.functional.cross_entropy(logits, masks).item(), rel=1e-5)
     assert torch.equal(result.per_image, per_image_counts(logits.argmax(1), masks))  # in the images' order
-    voted = evaluate(model, batches, 11, torch.device("cpu"), vote=True)
+    voted = evaluate(model, batches, 11, torch.device("cpu"), policy=InferencePolicy(vote="region"))
     assert torch.equal(voted.confusion, confusion_matrix(vote_by_region(logits.argmax(1), 11), masks, 11))
     assert voted.loss == result.loss  # the vote changes the masks, not the logits
     with pytest.raises(ValueError, match="no batches"):

@@ -197,11 +197,12 @@ def test_the_readme_examples(trained_checkpoint: Path, tmp_path: Path) -> None:
     assert result.stdout.splitlines()[1:] == [f"{examples / 'page.png'}: 6 6 1 7 3 8 0", f"{examples / 'photo.jpg'}: 9"]
 
 
-def test_one_inference_path_for_predict_serve_and_evaluate_with_test_time_shifts(
+def test_one_inference_path_for_predict_serve_and_evaluate(
     trained_checkpoint: Path, data_root: Path, digits: tuple[torch.Tensor, torch.Tensor], tmp_path: Path
 ) -> None:
-    from mnistseg.evaluate import evaluate_checkpoint
+    from mnistseg.evaluate import evaluate, evaluate_checkpoint
     from mnistseg.inference import load_for_inference
+    from mnistseg.predict import segment
     from mnistseg.serve import load_segmenter
 
     # A checkpoint whose recipe asks for test-time shift averaging, as the `best` preset's does.
@@ -239,6 +240,22 @@ def test_one_inference_path_for_predict_serve_and_evaluate_with_test_time_shifts
     test = evaluate_checkpoint(folder, data_root, torch.device("cpu"), json_path=tmp_path / "test.json",
                                figure_path=tmp_path / "test.png")  # fmt: skip
     assert test["tta"] is True and json.loads((tmp_path / "test.json").read_text())["tta"] is True
+
+    # evaluate's loop, given the page as predict prepared it and the checkpoint's own masks of it as
+    # the truth, finds not one pixel off: it makes its masks as predict and serve do (shifts, vote).
+    prepared = segment(page, model).prepared.tensor  # (1, 1, h, w)
+    truth = model.masks(prepared)
+    same = evaluate(model.network, [(prepared, truth)], 11, model.device, model.precision, model.channels_last,
+                    model.policy).confusion  # fmt: skip
+    assert int(same.sum() - same.trace()) == 0
+    plain = evaluate(model.network, [(prepared, truth)], 11, model.device, model.precision, model.channels_last)
+    assert int(plain.confusion.sum() - plain.confusion.trace()) > 0  # the network alone differs: the check can fail
+
+    # A checkpoint whose recipe refuses the vote (as scenes do) is not voted by predict either.
+    config["recipe"]["vote"] = False
+    (folder / "config.json").write_text(json.dumps(config))
+    unvoted = segment(page, load_for_inference(folder))
+    assert torch.equal(unvoted.mask, unvoted.raw_mask) and not torch.equal(unvoted.mask, torch.from_numpy(expected))
 
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"

@@ -24,7 +24,7 @@ from mnistseg.files import atomic_write_json
 from mnistseg.inference import load_for_inference, predict_logits
 from mnistseg.metrics import confusion_matrix, per_image_counts, summarize
 from mnistseg.model_card import write_model_card
-from mnistseg.postprocess import masks_from_logits, recipe_policy
+from mnistseg.postprocess import NETWORK_ALONE, InferencePolicy, masks_from_logits
 
 EVAL_BATCH_SIZE = 1000
 HARDEST_COUNT = 12  # images in hardest_test_digits.png
@@ -53,9 +53,8 @@ def evaluate(
     device: torch.device,
     precision: str = "fp32",
     channels_last: bool = False,
-    tta: bool = False,
+    policy: InferencePolicy = NETWORK_ALONE,
     context: DistributedContext | None = None,
-    vote: bool = False,
 ) -> Evaluation:
     """Mean cross-entropy, the summed confusion matrix and per-image counts over a split.
 
@@ -66,24 +65,23 @@ def evaluate(
         device: where the model is.
         precision: "fp32", "bf16" or "fp16" autocast.
         channels_last: feed the model NHWC tensors.
-        tta: average logits over 1-pixel shifts (:func:`predict_logits`).
+        policy: how the logits become the masks counted (test-time shifts, the vote:
+            :func:`~mnistseg.postprocess.masks_from_logits`); the loss is the logits'. The
+            default is the network alone, as validation scores it.
         context: under torchrun, each rank counts its shard and the sums are all-reduced
             (the per-image rows gathered), so every rank returns those of the whole split.
-        vote: give each connected foreground region its majority class
-            (:func:`~mnistseg.postprocess.vote_by_region`) before counting; the loss is the logits'.
 
     Returns:
         An :class:`Evaluation`, its tensors on the CPU.
     """
     model.eval()
-    policy = recipe_policy(tta, vote)
     criterion = nn.CrossEntropyLoss(reduction="sum")
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
     loss_and_pixels = torch.zeros(3, dtype=torch.float64, device=device)  # (summed loss, pixels, images)
     per_image = []
     for images, masks in batches:
         images, masks = images.to(device, non_blocking=True), masks.to(device, non_blocking=True)
-        logits = predict_logits(model, images, precision, channels_last, tta)  # (B, C, H, W)
+        logits = predict_logits(model, images, precision, channels_last, policy.tta)  # (B, C, H, W)
         loss_and_pixels[0] += criterion(logits, masks)  # stays on the device: no sync per batch
         loss_and_pixels[1] += masks.numel()
         loss_and_pixels[2] += len(masks)
@@ -166,11 +164,11 @@ def evaluate_checkpoint(
                             rank=context.rank, world_size=context.world_size)  # fmt: skip
     result = evaluate(
         model.network, batches, len(record.class_names), model.device, model.precision, model.channels_last,
-        tta=model.tta, context=context, vote=model.vote,
+        policy=model.policy, context=context,
     )  # fmt: skip
     summary = summarize(result.confusion, record.class_names)
     summary.update(loss=result.loss, images=len(batches.labels), checkpoint=str(checkpoint), precision=model.precision,
-                   tta=model.tta, vote=model.vote)  # fmt: skip
+                   tta=model.tta, vote=model.policy.vote != "none")  # fmt: skip
     order = hardest_images(result.per_image, HARDEST_COUNT)
     summary["confusion"] = result.confusion.tolist()
     summary["hardest_images"] = [

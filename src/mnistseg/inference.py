@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from mnistseg.checkpoint import ONNX_FILE, CheckpointRecord, describe_folder, load_model, read_record
 from mnistseg.device import autocast, resolve_device, resolve_precision
-from mnistseg.postprocess import InferencePolicy, masks_from_logits, recipe_policy
+from mnistseg.postprocess import NETWORK_ALONE, InferencePolicy, masks_from_logits, recipe_policy
 
 ENGINES = ("torch", "onnx")
 
@@ -95,8 +95,8 @@ class InferenceModel:
     Attributes:
         network: a :class:`~mnistseg.model.SimpleUNet` in eval mode, or an :class:`OnnxModel`.
         device: where its inputs go.
-        tta: average the logits over one-pixel shifts (:data:`TTA_SHIFTS`).
-        vote: :meth:`masks` gives each connected foreground region its majority class.
+        policy: how its logits become masks (test-time shifts, the vote), the one object
+            :func:`~mnistseg.postprocess.masks_from_logits` applies for every command.
         precision: autocast precision ("fp32" for ONNX Runtime).
         channels_last: feed NHWC tensors.
         engine: "torch" or "onnx".
@@ -106,8 +106,7 @@ class InferenceModel:
 
     network: nn.Module
     device: torch.device
-    tta: bool = False
-    vote: bool = False
+    policy: InferencePolicy = NETWORK_ALONE
     precision: str = "fp32"
     channels_last: bool = False
     engine: str = "torch"
@@ -120,9 +119,9 @@ class InferenceModel:
         return predict_logits(self.network, images.to(self.device), self.precision, self.channels_last, self.tta)
 
     @property
-    def policy(self) -> InferencePolicy:
-        """How its logits become masks: the test-time shifts, and the region vote if :attr:`vote`."""
-        return recipe_policy(self.tta, self.vote)
+    def tta(self) -> bool:
+        """Whether its logits are averaged over one-pixel shifts (:data:`TTA_SHIFTS`)."""
+        return self.policy.tta
 
     def masks(self, images: Tensor) -> Tensor:
         """int64 class ids ``[N, H, W]`` for float images ``[N, 1, H, W]``, by :attr:`policy`."""
@@ -131,7 +130,8 @@ class InferenceModel:
     def describe(self) -> str:
         """E.g. ``"runs/best (PyTorch, cpu, bf16, test-time shifts)"``."""
         engine = "ONNX Runtime" if self.engine == "onnx" else "PyTorch"
-        extras = (", test-time shifts" if self.tta else "") + (", region vote" if self.vote else "")
+        extras = ", test-time shifts" if self.tta else ""
+        extras += f", {self.policy.vote} vote" if self.policy.vote != "none" else ""
         return f"{self.source} ({engine}, {self.device}, {self.precision}{extras})"
 
 
@@ -186,11 +186,12 @@ def load_for_inference(
         if precision == "fp16" and target.type != "cuda":
             precision = "fp32"  # fp16 autocast is a CUDA feature
         network = network.to(target, memory_format=torch.channels_last if channels_last else torch.preserve_format)
+    recipe = record.recipe
+    policy = recipe_policy(recipe.tta if tta is None else tta, recipe.vote if vote is None else vote)
     return InferenceModel(
         network=network,
         device=target,
-        tta=record.recipe.tta if tta is None else tta,
-        vote=record.recipe.vote if vote is None else vote,
+        policy=policy,
         precision=precision,
         channels_last=channels_last,
         engine=engine,

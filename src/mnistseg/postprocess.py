@@ -54,6 +54,10 @@ class InferencePolicy:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
 
 
+# The network's own argmax, nothing after it: what validation scores, and a bare network runs.
+NETWORK_ALONE = InferencePolicy()
+
+
 def recipe_policy(tta: bool, vote: bool) -> InferencePolicy:
     """The policy a recipe's ``tta`` and ``vote`` flags ask for (``vote``: the region vote)."""
     return InferencePolicy(tta=tta, vote="region" if vote else "none")

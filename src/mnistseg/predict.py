@@ -2,9 +2,11 @@
 
 :func:`predict` brings a picture to MNIST's conventions (:mod:`mnistseg.picture`: polarity,
 contrast, specks, pen width, size), runs the model, brings the mask back to the input's full
-size (onto the user's own strokes, if they were thickened), and gives each connected region
-the class most of its pixels have (:func:`~mnistseg.postprocess.masks_from_logits` with
-:data:`PREDICT_POLICY`): one stroke, one digit. :func:`describe_mask` reads the digits off the mask, left to right.
+size (onto the user's own strokes, if they were thickened), and turns the logits into the mask
+by the checkpoint's own policy (:attr:`~mnistseg.inference.InferenceModel.policy`, applied by
+:func:`~mnistseg.postprocess.masks_from_logits`, exactly as ``mnistseg evaluate`` scores it: for
+``fast`` and ``best`` one class per connected region, one stroke one digit).
+:func:`describe_mask` reads the digits off the mask, left to right, leaving out specks.
 
 Example::
 
@@ -34,11 +36,9 @@ from torch import Tensor, nn
 from mnistseg.files import atomic_write_bytes, atomic_write_json
 from mnistseg.inference import InferenceModel, as_inference_model
 from mnistseg.picture import MARGIN, MAX_SCALED_PIXELS, PreparedImage, prepare_image, read_image
-from mnistseg.postprocess import InferencePolicy, masks_from_logits
+from mnistseg.postprocess import NETWORK_ALONE, InferencePolicy, masks_from_logits
 
-MIN_REGION_SHARE = 0.02  # predicted regions smaller than this share of the largest are dropped
-# One class per connected region, whatever the checkpoint's recipe says, and no specks.
-PREDICT_POLICY = InferencePolicy(vote="region", min_region_share=MIN_REGION_SHARE)
+MIN_REGION_SHARE = 0.02  # describe_mask reads no digit off a region smaller than this share of the largest
 
 
 @torch.inference_mode()
@@ -65,8 +65,8 @@ class Segmentation:
     """What :func:`segment` found in one image.
 
     Attributes:
-        mask: int64 ``[H, W]`` at the input's size: each connected region one class (its
-            majority), regions far smaller than the largest dropped.
+        mask: int64 ``[H, W]`` at the input's size, by the model's policy (for ``fast`` and
+            ``best``: each connected region one class, its majority).
         raw_mask: int64 ``[H, W]``: the network's own argmax, before the vote.
         prepared: how the image was brought to MNIST's conventions.
     """
@@ -83,18 +83,20 @@ def segment(
     invert: str = "auto",
     max_scaled_pixels: int = MAX_SCALED_PIXELS,
     normalise_pen: bool = True,
-    policy: InferencePolicy = PREDICT_POLICY,
+    policy: InferencePolicy | None = None,
 ) -> Segmentation:
     """:func:`predict`, also returning the network's mask before the vote and how the image was prepared.
 
-    ``policy`` turns the logits into the mask (:func:`~mnistseg.postprocess.masks_from_logits`).
+    ``policy`` turns the logits into the mask (:func:`~mnistseg.postprocess.masks_from_logits`);
+    None: the model's own (:attr:`~mnistseg.inference.InferenceModel.policy`), as ``evaluate`` uses.
     """
+    model = as_inference_model(model)
     prepared = prepare_image(image, invert, max_scaled_pixels, normalise_pen)
-    logits = resize_logits(as_inference_model(model).logits(prepared.tensor).cpu(), prepared)  # (1, 11, H, W)
+    logits = resize_logits(model.logits(prepared.tensor).cpu(), prepared)  # (1, 11, H, W)
     # Thickened for the network: the mask goes back on the strokes as drawn.
     strokes = None if prepared.strokes is None else torch.from_numpy(prepared.strokes)[None]  # (1, H, W)
-    raw = masks_from_logits(logits, InferencePolicy(), strokes)[0]  # (H, W)
-    return Segmentation(masks_from_logits(logits, policy, strokes)[0], raw, prepared)
+    raw = masks_from_logits(logits, NETWORK_ALONE, strokes)[0]  # (H, W)
+    return Segmentation(masks_from_logits(logits, policy or model.policy, strokes)[0], raw, prepared)
 
 
 def resize_logits(logits: Tensor, prepared: PreparedImage) -> Tensor:

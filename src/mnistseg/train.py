@@ -48,7 +48,7 @@ from mnistseg.inference import predict_logits
 from mnistseg.metrics import summarize
 from mnistseg.model import SimpleUNet, count_parameters
 from mnistseg.model_card import write_model_card
-from mnistseg.postprocess import InferencePolicy, masks_from_logits
+from mnistseg.postprocess import NETWORK_ALONE, masks_from_logits
 from mnistseg.progress import EpochProgress
 from mnistseg.recipes import Recipe
 from mnistseg.resume import STATE_FILE, Progress, TrainingParts, restore_training_state, save_training_state
@@ -331,7 +331,7 @@ def write_epoch_files(
         logits = predict_logits(run.final_model, first_val_images, run.precision, recipe.channels_last)
     title = f"Validation batch after epoch {row['epoch']}: predicted masks (IoU {row['iou']:.4f})"
     figure = out / "figures" / f"val_epoch_{row['epoch']:03d}.png"
-    masks = masks_from_logits(logits, InferencePolicy())  # what validation scored: the network alone
+    masks = masks_from_logits(logits, NETWORK_ALONE)  # what validation scored
     save_overlay_grid(first_val_images, masks, figure, record.class_names, title=title)
 
 
