@@ -26,10 +26,11 @@ import pytest
 import torch
 from PIL import Image
 
-from mnistseg.checkpoint import BUNDLED_MODEL, default_checkpoint, latest_checkpoint, load_model
+from mnistseg.checkpoint import BUNDLED_MODEL, default_checkpoint, latest_checkpoint
 from mnistseg.data import load_arrays
 from mnistseg.datasets import CLASS_COLORS
 from mnistseg.export import export_onnx
+from mnistseg.inference import load_for_inference
 from mnistseg.predict import predict
 from mnistseg.serve import MAX_BODY_BYTES
 
@@ -147,9 +148,8 @@ def test_a_drawing_comes_back_as_its_digits_and_a_full_size_mask(
     assert (answer["width"], answer["height"]) == CANVAS and answer["inverted"] is False
     mask = np.frombuffer(base64.b64decode(answer["mask"]), dtype=np.uint8).reshape(CANVAS[1], CANVAS[0])
     assert sum(answer["areas"].values()) == int((mask > 0).sum()) > 0
-    # The server's mask is the package's own predict() on the same picture.
-    model, _ = load_model(trained_checkpoint)
-    expected = predict(drawing, model).numpy()
+    # The server's mask is the package's own predict() on the same picture, the checkpoint run its way.
+    expected = predict(drawing, load_for_inference(trained_checkpoint)).numpy()
     assert (mask == expected).mean() > 0.999
 
 
