@@ -306,10 +306,11 @@ def made_by(record: dict[str, Any], name: str) -> str:
     hardware, versions = record.get("hardware", {}), record.get("versions", {})
     where = hardware.get("gpu") or hardware.get("cpu", "?")
     where += f" ({hardware['cores']} CPU cores)" if "cores" in hardware else ""
-    torch = versions.get("torch", "?") if isinstance(versions, dict) else versions
+    torch = str(versions.get("torch", "?")) if isinstance(versions, dict) else str(versions)
+    torch = torch if torch.startswith("torch") else f"torch {torch}"  # some records wrote "torch 2.11 ..."
     python = f", Python {versions['python']}" if isinstance(versions, dict) and "python" in versions else ""
     return (
-        f"`{record.get('command', '?')}`, {record.get('date', 'date not recorded')}, {where}, torch {torch}{python} "
+        f"`{record.get('command', '?')}`, {record.get('date', 'date not recorded')}, {where}, {torch}{python} "
         f"(`benchmarks/results/{name}`)"
     )
 
@@ -350,6 +351,11 @@ def best_search(results: Path) -> list[str]:
     ]  # fmt: skip
 
 
+def spread(values: list[float], digits: int) -> str:
+    """Mean ± std of several values; one value as it is."""
+    return pm(mean_std(values), digits) if len(values) > 1 else f"{values[0]:,.{digits}f}"
+
+
 def gpu_runs(results: Path) -> list[str]:
     """The presets' one GPU run (``time_to_quality_cuda.json``) and the reference's 20 epochs there."""
     record, reference = load(results, "time_to_quality_cuda.json"), load(results, "reproduce_reference_cuda.json")
@@ -358,7 +364,7 @@ def gpu_runs(results: Path) -> list[str]:
         runs = [run for run in record["runs"] if run["preset"] == preset]
         seeds = ", ".join(str(run["seed"]) for run in runs)
         body.append([f"`{preset}` as it then was, seed{'s' if len(runs) > 1 else ''} {seeds}",
-                     *(pm(mean_std([run[key] for run in runs]), digits)
+                     *(spread([run[key] for run in runs], digits)
                        for key, digits in (("iou", 4), ("wall_seconds", 1), ("train_seconds", 1)))])  # fmt: skip
     by_hand = (results / "gpu_h200_best_seeds_1_2.txt").read_text().splitlines()
     tested = [float(line.rsplit("IoU ", 1)[1].split()[0]) for line in by_hand if line.startswith("test set")]
