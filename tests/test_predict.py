@@ -333,3 +333,15 @@ def test_stroke_width_is_measured_from_the_distance_transform() -> None:
     bars[5:35, 20:27] = True  # and one 7 wide
     assert stroke_width(bars) == pytest.approx(5.0, abs=1.0)
     assert stroke_width(np.zeros((5, 5), dtype=bool)) == 0.0
+
+
+def test_describe_mask_reads_two_touching_classes_as_two_digits() -> None:
+    # A 2 (class 3) in columns 0-5 touching a 7 (class 8) in columns 6-11, rows 0-9: one region
+    # of foreground but two of a class each; and a 1-pixel speck of a 5 (class 6), under 2% of
+    # the largest region (60 pixels: 1.2), which is not read as a digit.
+    mask = torch.zeros(12, 14, dtype=torch.int64)
+    mask[:10, :6], mask[:10, 6:12], mask[11, 13] = 3, 8, 6
+    summary = describe_mask(mask, NAMES)
+    assert summary["digits"] == [2, 7]
+    assert [region["area"] for region in summary["regions"]] == [60, 60]
+    assert summary["areas"]["2"] == 60 and summary["areas"]["5"] == 1

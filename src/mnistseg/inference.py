@@ -136,11 +136,13 @@ class InferenceModel:
 
 
 def as_inference_model(model: nn.Module | InferenceModel) -> InferenceModel:
-    """An :class:`InferenceModel` as it is, or a bare network run plainly (float32, no shifts) where its weights are."""
+    """An :class:`InferenceModel` as it is, or a bare network where its weights are: float32, no shifts, and
+    the region vote of the ``fast`` and ``best`` presets (a bare network has no recipe to say otherwise)."""
     if isinstance(model, InferenceModel):
         return model
     parameter = next(model.parameters(), None)
-    return InferenceModel(model.eval(), parameter.device if parameter is not None else torch.device("cpu"))
+    device = parameter.device if parameter is not None else torch.device("cpu")
+    return InferenceModel(model.eval(), device, policy=recipe_policy(tta=False, vote=True))
 
 
 def load_for_inference(

@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from mnistseg.files import atomic_write_bytes, atomic_write_json
 from mnistseg.inference import InferenceModel, as_inference_model
 from mnistseg.picture import MARGIN, MAX_SCALED_PIXELS, PreparedImage, prepare_image, read_image
-from mnistseg.postprocess import NETWORK_ALONE, InferencePolicy, masks_from_logits
+from mnistseg.postprocess import NETWORK_ALONE, InferencePolicy, label_parts, masks_from_logits
 
 MIN_REGION_SHARE = 0.02  # describe_mask reads no digit off a region smaller than this share of the largest
 
@@ -51,7 +51,7 @@ def predict(
         image: a PIL image or an array ``[H, W]`` / ``[H, W, C]``.
         model: a checkpoint opened by :func:`~mnistseg.inference.load_for_inference` (run
             as its recipe says, test-time shifts included), or a bare trained
-            :class:`~mnistseg.model.SimpleUNet` (run plainly, in eval mode).
+            :class:`~mnistseg.model.SimpleUNet` (run in eval mode, float32, with the region vote).
         invert: "auto", "yes" or "no" (see :func:`prepare_image`).
 
     Returns:
@@ -111,15 +111,15 @@ def describe_mask(
 ) -> dict[str, Any]:
     """Read a predicted mask: the digits left to right, areas per class, and regions.
 
-    A region is a connected patch of foreground (8-connected); its class is the one most
-    of its pixels have. Regions smaller than ``min_area_fraction`` of the largest are
-    noise and are skipped. Two digits that touch form one region.
+    A region is a connected patch of one class (8-connected): the mask's own decision, so two
+    touching digits the policy kept apart are read as two. Regions smaller than
+    ``min_area_fraction`` of the largest are noise and are skipped.
 
     Args:
         mask: int64 ``[H, W]`` class ids.
         names: the class names, background first.
         min_area_fraction: see above.
-        raw: the network's mask before the region vote (:attr:`Segmentation.raw_mask`); if
+        raw: the network's mask before the vote (:attr:`Segmentation.raw_mask`); if
             given, each region also reports how its pixels voted.
 
     Returns:
@@ -130,14 +130,15 @@ def describe_mask(
     """
     array = mask.cpu().numpy()
     areas = {names[index]: int((array == index).sum()) for index in range(1, len(names))}
-    labels, count = ndimage.label(array > 0, structure=np.ones((3, 3)))
+    parts, part_class = label_parts(mask[None], len(names))
+    labels = parts[0]
     raw_array = raw.cpu().numpy() if raw is not None else None
     regions = []
     for number, found in enumerate(ndimage.find_objects(labels), start=1):
         if found is None:
             continue
         inside = labels[found] == number
-        winner = int(np.bincount(array[found][inside], minlength=len(names)).argmax())
+        winner = int(part_class[number])
         region = {
             "bbox": [found[1].start, found[0].start, found[1].stop, found[0].stop],
             "class": names[winner],
