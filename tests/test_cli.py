@@ -130,6 +130,13 @@ def test_auto_precision_is_resolved_at_start_and_recorded(
     assert result.returncode == 0, result.stderr
     assert "batched loader, fp32 (auto) on cpu" in result.stdout.splitlines()[0]
     assert json.loads((run / "config.json").read_text())["precision"] == "fp32"
+    # best keeps its minutes there: 8 epochs in fp32 (12 where bf16 is native), in its record too.
+    best = tmp_path / "avx2-best"
+    result = mnistseg("train", "--preset", "best", "--root", data_root, "--out", best, "--subset", 120,
+                      "--device", "cpu", env=AVX2_CLASS)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "8 epochs" in result.stdout.splitlines()[0] and "fp32 (auto)" in result.stdout.splitlines()[0]
+    assert json.loads((best / "config.json").read_text())["recipe"]["epochs"] == 8
     # A checkpoint is evaluated in what this CPU runs fastest, whatever it trained in; --precision wins.
     for precision, env, expected in (("auto", AVX2_CLASS, "fp32"), ("bf16", AVX2_CLASS, "bf16"),
                                      ("auto", {}, native_precision), ("fp32", {}, "fp32")):  # fmt: skip

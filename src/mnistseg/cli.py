@@ -282,12 +282,6 @@ def run_train(args: argparse.Namespace) -> None:
     else:
         preset = args.preset or DEFAULT_PRESET
         recipe, root = get_preset(preset, resolve_device(args.device), **overrides), args.root or DEFAULT_ROOT
-        as_written = get_preset(preset, **overrides).epochs
-        if recipe.epochs != as_written:
-            print(
-                f"{preset} trains {recipe.epochs} epochs in fp32 on this CPU (no native bf16), "
-                f"{as_written} where bf16 is native: about the same minutes"
-            )
         out = args.out or Path("runs") / preset
     if args.deterministic:
         use_deterministic_algorithms()

@@ -28,9 +28,9 @@ from mnistseg.model import ModelConfig
 
 DEFAULT_PRESET = "fast"
 # The epochs of a preset where its run resolves to float32 on a CPU (no native bf16: most
-# laptops, :func:`mnistseg.device.resolve_precision`). There an epoch of ``best`` takes about
-# 2.3 times as long as in native bf16 (``benchmarks/time_to_quality.py``'s speed choices, both
-# CPU classes), and the preset keeps its minutes rather than its epochs: 8 of them there, 12
+# laptops, :func:`mnistseg.device.resolve_precision`). There an epoch of ``best`` takes twice as
+# long or more as in native bf16 (``benchmarks/time_to_quality.py``'s speed choices on each CPU
+# class, in docs/results.md), and the preset keeps its minutes rather than its epochs: 8 of them there, 12
 # where bf16 is native, each within 1/25 of the reference recipe's 20 epochs on its class.
 FP32_CPU_EPOCHS = MappingProxyType({"best": 8})
 
