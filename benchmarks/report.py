@@ -189,6 +189,11 @@ def machine_lines(rows: Measured) -> list[str]:
             for name, path in record.get("data_path", {}).items()
         ]
         line = f"* {label}: data path (trainer against a bare loop on one batch): {'; '.join(paths)}."
+        by_size = (record.get("inference") or {}).get("images_per_s_by_batch_size")
+        if by_size:  # recorded since the evaluation batch was chosen from it
+            sizes = ", ".join(f"{int(size):,} {value:,.0f}" for size, value in by_size.items())
+            line += (f" Evaluating the test set ({record['inference']['auto']}), images/s by images per batch: "
+                     f"{sizes} (`evaluate` uses {record['inference']['batch_size']:,}).")  # fmt: skip
         if busy is not None:
             line += (
                 f" A busy machine: `fast` {busy['idle_seconds']:.1f} s idle, {busy['busy_seconds']:.1f} s beside "

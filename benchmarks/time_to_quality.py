@@ -64,7 +64,7 @@ from error_analysis import analyse
 from mnistseg.checkpoint import load_model, versions
 from mnistseg.data import BatchedLoader, class_names, load_arrays, split_indices
 from mnistseg.device import autocast, describe_hardware, resolve_precision
-from mnistseg.evaluate import evaluate, evaluate_checkpoint
+from mnistseg.evaluate import EVAL_BATCH_SIZE, evaluate, evaluate_checkpoint
 from mnistseg.metrics import summarize
 from mnistseg.model import ModelConfig, SimpleUNet
 from mnistseg.postprocess import recipe_policy
@@ -83,6 +83,7 @@ SPEED_CHOICES = (("default", []), ("fp32", ["--precision", "fp32"]), ("bf16", ["
 # How much of each preset they train: fast as it is, best one epoch of 10,000 images.
 SPEED_CHOICE_RUNS = {"fast": [], "best": ["--epochs", "1", "--subset", "12000"]}
 TRAIN_IMAGES, VAL_IMAGES = 50_000, 10_000
+EVAL_BATCHES = (100, 250, 500, 1000)  # images per batch tried for the evaluation loop
 
 
 def extrapolated_seconds(train_images_per_s: float, val_images_per_s: float, epochs: int) -> tuple[float, float]:
@@ -249,21 +250,33 @@ def data_path_overhead(root: Path, preset: str, batches: int) -> dict[str, float
 
 
 def inference_speed(root: Path, checkpoint: Path) -> dict[str, Any]:
-    """Test-set images/s of the evaluation loop in each precision and layout, and what "auto" runs."""
+    """Test-set images/s of the evaluation loop in each precision and layout, and what "auto" runs.
+
+    Also, in what "auto" runs and channels-last, the images/s at each of ``EVAL_BATCHES``
+    images per batch: the evidence for ``evaluate.EVAL_BATCH_SIZE``.
+    """
     images, labels = load_arrays(root, train=False)
-    result: dict[str, Any] = {"auto": resolve_precision("auto", CPU), "images_per_s": {}}
-    for precision, channels_last in itertools.product(("fp32", "bf16"), (True, False)):
+    auto = resolve_precision("auto", CPU)
+
+    def images_per_s(precision: str, channels_last: bool, batch_size: int) -> float:
         net, _ = load_model(checkpoint)  # a fresh copy: .to(memory_format=...) converts in place
         if channels_last:
             net = net.to(memory_format=torch.channels_last)
-        batches = BatchedLoader(images, labels, 1000)
+        batches = BatchedLoader(images, labels, batch_size)
         evaluate(net, itertools.islice(iter(batches), 1), 11, CPU, precision, channels_last)  # warm-up
         started = time.perf_counter()
         evaluate(net, batches, 11, CPU, precision, channels_last)
-        result["images_per_s"][f"{precision}{'' if channels_last else ', NCHW'}"] = len(labels) / (
-            time.perf_counter() - started
-        )
-    return result
+        return len(labels) / (time.perf_counter() - started)
+
+    return {
+        "auto": auto,
+        "batch_size": EVAL_BATCH_SIZE,
+        "images_per_s": {
+            f"{precision}{'' if channels_last else ', NCHW'}": images_per_s(precision, channels_last, EVAL_BATCH_SIZE)
+            for precision, channels_last in itertools.product(("fp32", "bf16"), (True, False))
+        },
+        "images_per_s_by_batch_size": {str(size): images_per_s(auto, True, size) for size in EVAL_BATCHES},
+    }
 
 
 def speed_choices(root: Path, scratch: Path, presets: list[str], extra: list[str]) -> dict[str, dict[str, Any]]:
@@ -451,6 +464,9 @@ def main() -> None:
         speeds = inference["images_per_s"]
         listed = ", ".join(f"{kind} {value:.0f}" for kind, value in speeds.items())
         print(f"inference ({args.presets[0]}, test set), images/s: {listed}; auto runs {inference['auto']}")
+        by_size = ", ".join(f"{size} {value:.0f}" for size, value in inference["images_per_s_by_batch_size"].items())
+        print(f"inference ({inference['auto']}), images/s by images per batch: {by_size}; "
+              f"evaluate uses {inference['batch_size']}")  # fmt: skip
         # Seconds per image: the default is auto's precision in the recipe's layout (channels_last).
         per_image = {kind: 1 / speeds[kind] for kind in ("fp32", "bf16")}
         per_image["default"] = 1 / speeds[inference["auto"]]

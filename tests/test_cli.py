@@ -11,10 +11,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from PIL import Image
 
 from mnistseg.data import load_arrays
+from mnistseg.recipes import get_preset
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 AVX2_CLASS = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}  # run as an AVX2-only CPU
@@ -56,8 +58,9 @@ def test_train_writes_checkpoint_metrics_and_figures(trained: Path) -> None:
         tp, fp, fn = int(row["tp"]), int(row["fp"]), int(row["fn"])
         assert float(row["iou"]) == pytest.approx(tp / (tp + fp + fn))
     config = json.loads((trained / "config.json").read_text())
+    widths = get_preset("fast", torch.device("cpu")).widths  # 16/32/64 where bf16 is native, else 8/32/64
     assert config["model"] == {
-        "in_channels": 1, "num_classes": 11, "base_width": 8, "widths": [8, 32, 64], "input_to_head": True,
+        "in_channels": 1, "num_classes": 11, "base_width": widths[0], "widths": list(widths), "input_to_head": True,
         "decoder": "scores", "input_mean": 0.0, "input_std": 1.0,
     }  # fmt: skip
     assert config["recipe"]["name"] == "fast" and config["recipe"]["subset"] == 600
@@ -129,7 +132,9 @@ def test_auto_precision_is_resolved_at_start_and_recorded(
     result = mnistseg("train", "--root", data_root, "--out", run, "--subset", 600, "--device", "cpu", env=AVX2_CLASS)
     assert result.returncode == 0, result.stderr
     assert "batched loader, fp32 (auto) on cpu" in result.stdout.splitlines()[0]
-    assert json.loads((run / "config.json").read_text())["precision"] == "fp32"
+    assert "widths 8/32/64" in result.stdout.splitlines()[0]  # fast's float32 widths (16/32/64 in bf16)
+    config = json.loads((run / "config.json").read_text())
+    assert config["precision"] == "fp32" and config["recipe"]["widths"] == [8, 32, 64]
     # best keeps its minutes there: 8 epochs in fp32 (12 where bf16 is native), in its record too.
     best = tmp_path / "avx2-best"
     result = mnistseg("train", "--preset", "best", "--root", data_root, "--out", best, "--subset", 120,

@@ -38,7 +38,13 @@ def test_presets_and_overrides() -> None:
     assert get_preset("best", cpu, precision="bf16").epochs == get_preset("best").epochs == 12
     assert get_preset("best", cpu, precision="fp32").epochs == 8
     assert get_preset("best", cpu, precision="fp32", epochs=3).epochs == 3  # asked for: kept
-    assert get_preset("fast", cpu, precision="fp32").epochs == get_preset("fast").epochs  # fast is the same
+    # fast keeps 8 channels at full resolution there (and its rate for them); asked-for fields win.
+    assert get_preset("fast", cpu, precision="bf16").widths == get_preset("fast").widths == (16, 32, 64)
+    fp32_fast = get_preset("fast", cpu, precision="fp32")
+    assert (fp32_fast.widths, fp32_fast.lr, fp32_fast.epochs) == ((8, 32, 64), 2.4e-2, 1)
+    assert get_preset("fast", cpu, precision="fp32", lr=0.01).widths == (8, 32, 64)
+    assert get_preset("fast", cpu, precision="fp32", base_width=4).model.level_widths == (4, 8, 16)
+    assert get_preset("fast", torch.device("cuda"), precision="fp32").widths == (16, 32, 64)  # a CPU rule
     with pytest.raises(ValueError, match="unknown preset"):
         get_preset("turbo")
     with pytest.raises(ValueError, match="unknown recipe field"):

@@ -15,6 +15,7 @@ with one line on stderr and a non-zero exit status, never a traceback.
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -420,6 +421,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from mnistseg.prepare import DataError
     from mnistseg.train import NonFiniteLossError
 
+    # What is alive now (torch, its modules) and when the command ends lives until the process
+    # exits. Frozen, the garbage collector stops walking it at each full collection and at exit,
+    # which with torch loaded is a sizeable part of a short command's time
+    # (benchmarks/time_to_quality.py's breakdown of `train --preset fast`).
+    gc.freeze()
     try:
         status = COMMANDS[args.command](args)
     except (DataError, CheckpointError, NonFiniteLossError, ValueError) as error:
@@ -432,6 +438,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"mnistseg {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        gc.freeze()
     return status or 0
 
 

@@ -26,7 +26,10 @@ from mnistseg.metrics import confusion_matrix, per_image_counts, summarize
 from mnistseg.model_card import write_model_card
 from mnistseg.postprocess import NETWORK_ALONE, InferencePolicy, masks_from_logits
 
-EVAL_BATCH_SIZE = 1000
+# Images per evaluation batch: small enough that a batch's feature maps stay near the cache. On both
+# CPU classes the loop runs faster at 250 than at 1,000 (benchmarks/time_to_quality.py's inference
+# by batch size, in docs/results.md).
+EVAL_BATCH_SIZE = 250
 HARDEST_COUNT = 12  # images in hardest_test_digits.png
 
 

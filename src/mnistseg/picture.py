@@ -16,6 +16,10 @@ So :func:`prepare_image`:
 
 :func:`read_image` and :func:`decode_image` open image files and bytes, refusing what is
 not an image or is too large. :mod:`mnistseg.predict` runs the model on the result.
+
+SciPy is imported inside the functions that use it: ``import mnistseg`` (and so
+``mnistseg train``) reaches this module, and SciPy takes longer to import than a short
+training run spends on most of its steps.
 """
 
 from __future__ import annotations
@@ -28,7 +32,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
-from scipy import ndimage
 from torch import Tensor
 
 MNIST_DIGIT_HEIGHT = 20.0  # pixels: MNIST centres each digit's 20x20 box in a 28x28 frame
@@ -123,6 +126,8 @@ def prepare_image(
         normalise_pen: bring the strokes' width towards MNIST's (:func:`normalise_strokes`);
             False leaves them as drawn (for comparison).
     """
+    from scipy import ndimage  # see the module's note on SciPy
+
     if invert not in INVERT_CHOICES:
         raise ValueError(f"invert must be one of {INVERT_CHOICES}, got {invert!r}")
     if max_scaled_pixels < 1:
@@ -171,6 +176,8 @@ def remove_specks(ink: np.ndarray, labels: np.ndarray, boxes: list, size: float)
     Returns:
         ``(ink without the specks, how many were removed)``; their faint rims go too.
     """
+    from scipy import ndimage  # see the module's note on SciPy
+
     specks = [
         number for number, box in enumerate(boxes, start=1)
         if box is not None and box[0].stop - box[0].start < size and box[1].stop - box[1].start < size
@@ -191,6 +198,8 @@ def stroke_width(strokes: np.ndarray) -> float:
         The median over the ridge of the distance transform (pixels at least as far from the
         background as their 8 neighbours), as ``2 d - 1``; 0.0 without ink.
     """
+    from scipy import ndimage  # see the module's note on SciPy
+
     inside = ndimage.distance_transform_edt(strokes)
     ridge = strokes & (inside == ndimage.maximum_filter(inside, size=3))
     return float(2 * np.median(inside[ridge]) - 1) if ridge.any() else 0.0
@@ -207,6 +216,8 @@ def normalise_strokes(ink: np.ndarray, target: float) -> tuple[np.ndarray, float
         ``(ink, the width as drawn, "thickened" | "thinned" | "kept")``. Growing and
         shrinking go by the distance transform, with a one-pixel soft edge.
     """
+    from scipy import ndimage  # see the module's note on SciPy
+
     strokes = ink > 0.5
     width = stroke_width(strokes)
     low, high = STROKE_TOLERANCE

@@ -30,7 +30,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from scipy import ndimage
 from torch import Tensor, nn
 
 from mnistseg.files import atomic_write_bytes, atomic_write_json
@@ -128,6 +127,8 @@ def describe_mask(
         "agreement": share of the winner}, ...]}``, regions left to right (``votes`` and
         ``agreement`` with ``raw``).
     """
+    from scipy import ndimage  # where it is used: see mnistseg.picture's note on SciPy
+
     array = mask.cpu().numpy()
     areas = {names[index]: int((array == index).sum()) for index in range(1, len(names))}
     parts, part_class = label_parts(mask[None], len(names))

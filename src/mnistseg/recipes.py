@@ -27,12 +27,19 @@ from mnistseg.device import PRECISION_CHOICES, resolve_precision
 from mnistseg.model import ModelConfig
 
 DEFAULT_PRESET = "fast"
-# The epochs of a preset where its run resolves to float32 on a CPU (no native bf16: most
-# laptops, :func:`mnistseg.device.resolve_precision`). There an epoch of ``best`` takes twice as
-# long or more as in native bf16 (``benchmarks/time_to_quality.py``'s speed choices on each CPU
-# class, in docs/results.md), and the preset keeps its minutes rather than its epochs: 8 of them there, 12
-# where bf16 is native, each within 1/25 of the reference recipe's 20 epochs on its class.
-FP32_CPU_EPOCHS = MappingProxyType({"best": 8})
+# What a preset changes where its run resolves to float32 on a CPU (no native bf16: most
+# laptops, :func:`mnistseg.device.resolve_precision`). Each CPU class runs what is fastest
+# there, chosen on validation over 3 seeds (docs/results.md, from ``benchmarks/``):
+# * ``best`` keeps its minutes rather than its epochs: an epoch in float32 takes twice as long
+#   or more as in native bf16, so 8 epochs there, 12 where bf16 is native; each within 1/25 of
+#   the reference recipe's 20 epochs on its class.
+# * ``fast`` keeps 8 channels at full resolution there. In native bf16 16 channels train
+#   faster than 8 (PyTorch's channels-last BatchNorm is slow with fewer channels than a vector
+#   holds) and score higher, with a higher rate; in float32 16 cost more per step than 8.
+FP32_CPU_CHANGES: MappingProxyType[str, MappingProxyType[str, Any]] = MappingProxyType({
+    "best": MappingProxyType({"epochs": 8}),
+    "fast": MappingProxyType({"widths": (8, 32, 64), "lr": 2.4e-2}),
+})  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -165,16 +172,17 @@ def presets() -> dict[str, Recipe]:
         # The least wall time to the reference's test IoU: one pass over 18,000 images (a
         # 21,600-image subset split 5:1) with the score decoder, evaluated with the region vote.
         # Chosen on validation over 3 seeds against its variants (concat decoder, normalised
-        # input, other rates, batch 64, fewer and more images: benchmarks/choices.py; the figures
-        # are in docs/results.md, written from its JSON). No augmentation: one pass is too short
-        # to profit from it.
+        # input, other rates and widths, batch 64, fewer and more images: benchmarks/choices.py;
+        # the figures are in docs/results.md, written from its JSON). No augmentation: one pass
+        # is too short to profit from it. Widths 16/32/64 at 0.03 where bf16 is native, 8/32/64
+        # at 0.024 on a CPU that trains in float32 (FP32_CPU_CHANGES).
         "fast": replace(
             cpu_recipe,
             name="fast",
             epochs=1,
             batch_size=32,
-            lr=2.4e-2,
-            widths=(8, 32, 64),
+            lr=3e-2,
+            widths=(16, 32, 64),
             input_to_head=True,
             decoder="scores",
             augment=False,
@@ -183,7 +191,7 @@ def presets() -> dict[str, Recipe]:
         ),  # fmt: skip
         # The highest IoU in minutes of training on 2 CPU cores: within 1/25 of the reference
         # recipe's 20 epochs on either CPU class (12 epochs in native bf16, 8 in fp32:
-        # FP32_CPU_EPOCHS). Found by exploratory runs on validation, seed 0 (docs/results.md, "How
+        # FP32_CPU_CHANGES). Found by exploratory runs on validation, seed 0 (docs/results.md, "How
         # `best` was found"): the score decoder with widths 16/64/128 trains about twice the images
         # a second of the previous best (width 24, concat); its head at 300x the rate learns the
         # threshold (the input's weight must reach several hundred); with the warped images back
@@ -212,8 +220,9 @@ def get_preset(name: str, device: torch.device | None = None, **overrides: Any) 
 
     Args:
         name: a key of :func:`presets`.
-        device: where it will train. On a CPU where the run resolves to float32 the preset's
-            epochs are :data:`FP32_CPU_EPOCHS`'s (unless ``epochs`` is given); None: as written.
+        device: where it will train. On a CPU where the run resolves to float32 the fields in
+            :data:`FP32_CPU_CHANGES` take its values (those not given in ``overrides``); None:
+            the preset as written.
         overrides: recipe fields to replace.
 
     Raises:
@@ -231,9 +240,9 @@ def get_preset(name: str, device: torch.device | None = None, **overrides: Any) 
     if "dataset" in overrides and "vote" not in overrides and get_dataset(overrides["dataset"]).scenes:
         overrides = {**overrides, "vote": False}  # touching digits share a region: scenes go without the vote
     recipe = replace(known[name], **overrides)
-    if name in FP32_CPU_EPOCHS and "epochs" not in overrides and device is not None and device.type == "cpu":
-        if resolve_precision(recipe.precision, device) == "fp32":
-            recipe = replace(recipe, epochs=FP32_CPU_EPOCHS[name])
+    if device is not None and device.type == "cpu" and resolve_precision(recipe.precision, device) == "fp32":
+        changes = {key: value for key, value in FP32_CPU_CHANGES.get(name, {}).items() if key not in overrides}
+        recipe = replace(recipe, **changes)
     return recipe
 
 
