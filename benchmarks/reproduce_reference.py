@@ -22,8 +22,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
+from mnistseg.checkpoint import CheckpointRecord
 from record import benchmark_parser, write_record
 
 # Validation counts per epoch from the article's training log; epoch 20's IoU and the test
@@ -94,7 +96,7 @@ def main() -> None:
     print(f"\n{wall:.0f} s for the whole process, {sum(entry['seconds'] for entry in epochs):.0f} s in the epochs")
     write_record(
         args.json,
-        recipe=config["recipe"],
+        recipe=asdict(CheckpointRecord.from_json(config).recipe),
         wall_seconds=wall,
         train_seconds=sum(entry["seconds"] for entry in epochs),
         epochs=epochs,

@@ -61,12 +61,12 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from error_analysis import analyse
-from mnistseg.checkpoint import load_model, versions
+from mnistseg.checkpoint import CheckpointRecord, load_model, versions
 from mnistseg.data import BatchedLoader, class_names, load_arrays, split_indices
 from mnistseg.device import autocast, describe_hardware, resolve_precision
 from mnistseg.evaluate import EVAL_BATCH_SIZE, evaluate, evaluate_checkpoint
 from mnistseg.metrics import summarize
-from mnistseg.model import ModelConfig, SimpleUNet
+from mnistseg.model import SimpleUNet
 from mnistseg.postprocess import recipe_policy
 from mnistseg.recipes import Recipe, get_preset
 from mnistseg.resume import STATE_FILE, load_training_state
@@ -156,8 +156,8 @@ def train_preset(name: str, seed: int, root: Path, out: Path, device: str, extra
         raise SystemExit(f"mnistseg train --preset {name} failed:\n{output}")
     print(output, end="", flush=True)
     config = json.loads((out / "config.json").read_text())
-    recipe = config["recipe"]
-    train_images = recipe["epochs"] * split_sizes(Recipe(**recipe))[0]
+    recipe = CheckpointRecord.from_json(config).recipe
+    train_images = recipe.epochs * split_sizes(recipe)[0]
     with open(out / "metrics.csv", newline="") as stream:
         epoch_seconds = sum(float(row["seconds"]) for row in csv.DictReader(stream))
     timings = config.get("timings") or {}
@@ -178,7 +178,7 @@ def train_preset(name: str, seed: int, root: Path, out: Path, device: str, extra
 def validation_ablations(out: Path, root: Path, device: torch.device) -> dict[str, float]:
     """Validation IoU of the last epoch's raw and averaged weights, with and without shifts and the region vote."""
     tensors, metadata = load_training_state(out / STATE_FILE)
-    recipe = Recipe(**metadata["config"]["recipe"])
+    recipe = CheckpointRecord.from_json(metadata["config"]).recipe
     _, val_batches, _, _ = make_batches(recipe, root, device)
     names = class_names(recipe.dataset)
     weights = {"raw": {key[len("model.") :]: value for key, value in tensors.items() if key.startswith("model.")}}
@@ -187,7 +187,7 @@ def validation_ablations(out: Path, root: Path, device: torch.device) -> dict[st
         weights["ema"] = {key[len(prefix) :]: value for key, value in tensors.items() if key.startswith(prefix)}
     result = {}
     for kind, state in weights.items():
-        model = SimpleUNet.from_config(ModelConfig(**metadata["config"]["model"]))
+        model = SimpleUNet.from_config(recipe.model)
         model.load_state_dict(state)
         model = model.to(device, memory_format=torch.channels_last if recipe.channels_last else torch.preserve_format)
         precision = resolve_precision(recipe.precision, device)

@@ -60,11 +60,14 @@ def test_train_writes_checkpoint_metrics_and_figures(trained: Path) -> None:
     config = json.loads((trained / "config.json").read_text())
     widths = get_preset("fast", torch.device("cpu")).widths  # 16/32/64 where bf16 is native, else 8/32/64
     assert config["model"] == {
-        "in_channels": 1, "num_classes": 11, "base_width": widths[0], "widths": list(widths), "input_to_head": True,
+        "in_channels": 1, "num_classes": 11, "widths": list(widths), "input_to_head": True,
         "decoder": "scores", "input_mean": 0.0, "input_std": 1.0,
     }  # fmt: skip
     assert config["recipe"]["name"] == "fast" and config["recipe"]["subset"] == 600
-    assert config["class_names"][0] == "background" and len(config["class_names"]) == 11
+    assert config["inference"] == {"tta": False, "vote": True}
+    # Each fact once: what rebuilds the network, what trained it and how it is used, apart.
+    sections = [set(config[name]) for name in ("model", "recipe", "inference")]
+    assert all(not a & b for a in sections for b in sections if a is not b) and not set(config) & set().union(*sections)
     # The best checkpoint is the epoch with the highest validation IoU (the first, on a tie).
     best_row = max(rows, key=lambda row: (float(row["iou"]), -int(row["epoch"])))
     assert config["last"]["epoch"] == 2 and config["best"]["epoch"] == int(best_row["epoch"])
@@ -134,7 +137,7 @@ def test_auto_precision_is_resolved_at_start_and_recorded(
     assert "batched loader, fp32 (auto) on cpu" in result.stdout.splitlines()[0]
     assert "widths 8/32/64" in result.stdout.splitlines()[0]  # fast's float32 widths (16/32/64 in bf16)
     config = json.loads((run / "config.json").read_text())
-    assert config["precision"] == "fp32" and config["recipe"]["widths"] == [8, 32, 64]
+    assert config["precision"] == "fp32" and config["model"]["widths"] == [8, 32, 64]
     # best keeps its minutes there: 8 epochs in fp32 (12 where bf16 is native), in its record too.
     best = tmp_path / "avx2-best"
     result = mnistseg("train", "--preset", "best", "--root", data_root, "--out", best, "--subset", 120,
@@ -209,10 +212,18 @@ def test_a_network_variant_trains_exports_and_predicts(
     if flags[1] == "scores":
         return
 
-    # A config.json from before the variants (no widths, input_to_head, decoder, normalisation) still reads.
-    config = json.loads((out / "config.json").read_text())
-    for section in (config["model"], config["recipe"]):
-        del section["widths"], section["input_to_head"], section["decoder"]
-    del config["model"]["input_mean"], config["model"]["input_std"], config["recipe"]["normalize"]
-    (out / "config.json").write_text(json.dumps(config))
-    assert read_record(out).model.level_widths == (4, 8, 16)  # base_width 4: 4/8/16 as before
+    # config.json files of earlier versions still read. v0.2's repeated the network and the inference
+    # flags in the recipe, base_width beside widths, and the data set, threshold and class names.
+    config, record = json.loads((out / "config.json").read_text()), read_record(out)
+    network = {key: config["model"][key] for key in ("widths", "input_to_head", "decoder")}
+    v02 = {**config, "model": {**config["model"], "base_width": 4}, "dataset": "mnist", "threshold": 0.2,
+           "recipe": {**config["recipe"], **network, "normalize": False, "base_width": 4, **config.pop("inference")},
+           "class_names": list(record.class_names)}  # fmt: skip
+    (out / "config.json").write_text(json.dumps(v02))
+    assert read_record(out).recipe == record.recipe and read_record(out).to_json() == record.to_json()
+    # v0.1's had base_width alone, and none of the variants (widths, input at the head, decoder, normalisation).
+    v01 = {**v02, "model": {"in_channels": 1, "num_classes": 11, "base_width": 4}}
+    v01["recipe"] = {key: value for key, value in v02["recipe"].items() if key not in (*network, "normalize")}
+    (out / "config.json").write_text(json.dumps(v01))
+    old = read_record(out)
+    assert old.model.widths == (4, 8, 16) and not old.model.input_to_head and old.model.decoder == "concat"

@@ -53,7 +53,7 @@ def test_widths_scale_with_base_width() -> None:
     assert model.encoder[0][0].in_channels == 3
     assert model.bottleneck[1].out_channels == 32  # 4 x base_width at 1/4 size
     assert model.head.out_channels == 5
-    assert SimpleUNet.from_config(ModelConfig(3, 5, 8)).config == model.config
+    assert SimpleUNet.from_config(ModelConfig(3, 5, (8, 16, 32))).config == model.config
 
 
 @pytest.mark.parametrize("size", [(30, 28), (28, 26), (27, 27)])
@@ -82,11 +82,16 @@ def test_widths_per_level_and_the_input_at_the_head() -> None:
     assert model.head.in_channels == 5
     images = torch.rand(2, 1, 28, 28)
     assert model(images).shape == (2, 11, 28, 28)
-    assert model.config == ModelConfig(1, 11, 4, (4, 8, 16), True)
-    assert model.config.base_width == 4 and model.config.level_widths == (4, 8, 16)
+    assert model.config == ModelConfig(1, 11, (4, 8, 16), True)
     assert SimpleUNet.from_config(ModelConfig(**{**vars(model.config), "widths": [4, 8, 16]})).config == model.config
+    # widths alone hold the widths; base_width is the constructor's shortcut, and old files' key.
+    assert SimpleUNet(base_width=4).config.widths == (4, 8, 16)
+    assert SimpleUNet(base_width=99, widths=(4, 8, 16)).config.widths == (4, 8, 16)
+    old = {"in_channels": 1, "num_classes": 11, "base_width": 4, "widths": None, "input_to_head": True}
+    assert ModelConfig.from_json(old) == model.config
+    assert ModelConfig.from_json({**old, "widths": [4, 8, 16], "base_width": 4}) == model.config
     # The default is still the article's network, variant fields off.
-    assert SimpleUNet().config == ModelConfig(1, 11, 64, None, False, "concat", 0.0, 1.0)
+    assert SimpleUNet().config == ModelConfig(1, 11, (64, 128, 256), False, "concat", 0.0, 1.0)
 
 
 def test_the_score_decoder_by_hand() -> None:

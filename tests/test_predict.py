@@ -211,7 +211,7 @@ def test_one_inference_path_for_predict_serve_and_evaluate(
     for name in ("model.safetensors", "config.json"):
         (folder / name).write_bytes((trained_checkpoint / name).read_bytes())
     config = json.loads((folder / "config.json").read_text())
-    config["recipe"]["tta"] = True
+    config["inference"]["tta"] = True
     (folder / "config.json").write_text(json.dumps(config))
 
     images, labels = digits
@@ -252,7 +252,7 @@ def test_one_inference_path_for_predict_serve_and_evaluate(
     assert int(plain.confusion.sum() - plain.confusion.trace()) > 0  # the network alone differs: the check can fail
 
     # A checkpoint whose recipe refuses the vote (as scenes do) is not voted by predict either.
-    config["recipe"]["vote"] = False
+    config["inference"]["vote"] = False
     (folder / "config.json").write_text(json.dumps(config))
     unvoted = segment(page, load_for_inference(folder))
     assert torch.equal(unvoted.mask, unvoted.raw_mask) and not torch.equal(unvoted.mask, torch.from_numpy(expected))

@@ -27,7 +27,7 @@ def quiet(line: str) -> None:
 
 def test_presets_and_overrides() -> None:
     reference = get_preset("reference")
-    assert (reference.base_width, reference.batch_size, reference.lr, reference.epochs) == (64, 100, 1e-3, 20)
+    assert (reference.widths, reference.batch_size, reference.lr, reference.epochs) == ((64, 128, 256), 100, 1e-3, 20)
     assert (reference.loader, reference.num_workers, reference.precision, reference.schedule) == (
         "dataset", 4, "fp32", "constant",
     )  # fmt: skip
@@ -43,7 +43,7 @@ def test_presets_and_overrides() -> None:
     fp32_fast = get_preset("fast", cpu, precision="fp32")
     assert (fp32_fast.widths, fp32_fast.lr, fp32_fast.epochs) == ((8, 32, 64), 2.4e-2, 1)
     assert get_preset("fast", cpu, precision="fp32", lr=0.01).widths == (8, 32, 64)
-    assert get_preset("fast", cpu, precision="fp32", base_width=4).model.level_widths == (4, 8, 16)
+    assert get_preset("fast", cpu, precision="fp32", widths=(4, 8, 16)).widths == (4, 8, 16)
     assert get_preset("fast", torch.device("cuda"), precision="fp32").widths == (16, 32, 64)  # a CPU rule
     with pytest.raises(ValueError, match="unknown preset"):
         get_preset("turbo")
@@ -85,7 +85,7 @@ def test_each_preset_clears_its_quality_floor_at_a_small_budget(data_root: Path,
 @pytest.mark.parametrize("num_workers", [0, 2])
 def test_the_per_item_dataset_loader_trains_too(data_root: Path, tmp_path: Path, num_workers: int) -> None:
     # Two epochs, so that with 2 workers the persistent workers serve a second epoch.
-    recipe = get_preset("reference", subset=120, epochs=2, base_width=4, num_workers=num_workers)
+    recipe = get_preset("reference", subset=120, epochs=2, widths=(4, 8, 16), num_workers=num_workers)
     record = fit(recipe, data_root, tmp_path / "a", CPU, log=quiet)
     # Validation saw exactly the 20 held-out images of the 5:1 split: their foreground pixels, once.
     images, labels = load_arrays(data_root, train=True)
@@ -102,7 +102,7 @@ def test_the_per_item_dataset_loader_trains_too(data_root: Path, tmp_path: Path,
 
 
 def test_training_is_reproducible_and_ema_saves_the_average(data_root: Path, tmp_path: Path) -> None:
-    recipe = get_preset("fast", subset=240, epochs=1, base_width=4, augment=True)
+    recipe = get_preset("fast", subset=240, epochs=1, widths=(4, 8, 16), augment=True)
     first = fit(recipe, data_root, tmp_path / "a", CPU, log=quiet)
     second = fit(recipe, data_root, tmp_path / "b", CPU, log=quiet)
     fit(replace(recipe, ema_decay=0.9), data_root, tmp_path / "c", CPU, log=quiet)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import platform
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,10 @@ from mnistseg.files import atomic_write_bytes, atomic_write_json
 from mnistseg.model import ModelConfig, SimpleUNet
 from mnistseg.recipes import Recipe, recipe_differences
 
+# The recipe's fields that config.json keeps outside its "recipe" section: the network's (in
+# "model", the input's normalisation as its mean and std) and how the model is used ("inference").
+NETWORK_FIELDS = ("widths", "input_to_head", "decoder", "normalize")
+INFERENCE_FIELDS = ("tta", "vote")
 WEIGHTS_FILE = "model.safetensors"
 LAST_WEIGHTS_FILE = "last.safetensors"
 CONFIG_FILE = "config.json"
@@ -58,7 +62,6 @@ class CheckpointRecord:
     Attributes:
         recipe: the recipe trained (its data set and threshold included).
         data_root: the data root it was trained on, absolute; ``--resume`` reads from it.
-        class_names: the data set's class names, background first.
         versions: of mnistseg, PyTorch, Python (see :func:`versions`).
         world_size: processes it was trained with (torchrun).
         precision: the precision it trained in: the recipe's, with "auto" resolved on the
@@ -72,7 +75,6 @@ class CheckpointRecord:
 
     recipe: Recipe
     data_root: str | None = None
-    class_names: tuple[str, ...] = ()
     versions: dict[str, str] = field(default_factory=versions)
     world_size: int = 1
     precision: str | None = None
@@ -81,8 +83,6 @@ class CheckpointRecord:
     timings: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not self.class_names:
-            self.class_names = get_dataset(self.recipe.dataset).class_names
         if self.precision is None and self.recipe.precision != "auto":
             self.precision = self.recipe.precision  # files from before "auto" hold what ran in the recipe
 
@@ -96,18 +96,23 @@ class CheckpointRecord:
         return self.recipe.dataset
 
     @property
+    def class_names(self) -> tuple[str, ...]:
+        """The data set's class names, background first."""
+        return get_dataset(self.recipe.dataset).class_names
+
+    @property
     def threshold(self) -> float:
         return self.recipe.threshold
 
     def to_json(self) -> dict[str, Any]:
-        """The JSON form (``model``, ``dataset`` and ``threshold`` repeated at the top for readers)."""
+        """The JSON form, each fact once: ``model`` rebuilds the network, ``recipe`` says how it
+        was trained (its data set and threshold included), ``inference`` how it is used."""
+        recipe = asdict(self.recipe)
         return {
             "model": asdict(self.model),
-            "recipe": asdict(self.recipe),
-            "dataset": self.dataset,
-            "threshold": self.threshold,
+            "recipe": {key: value for key, value in recipe.items() if key not in NETWORK_FIELDS + INFERENCE_FIELDS},
+            "inference": {key: recipe[key] for key in INFERENCE_FIELDS},
             "data_root": self.data_root,
-            "class_names": list(self.class_names),
             "world_size": self.world_size,
             "precision": self.precision,
             "versions": self.versions,
@@ -118,26 +123,30 @@ class CheckpointRecord:
 
     @classmethod
     def from_json(cls, data: Any, source: str | Path = "config.json") -> CheckpointRecord:
-        """Parse the JSON form; older files (without ``data_root``, or with fewer recipe fields) load too.
+        """Parse the JSON form. Older files load too: those whose recipe repeated the network and
+        the inference flags, gave ``base_width``, or lack later fields (``data_root``, ...).
 
         Raises:
             CheckpointError: naming ``source`` when something does not fit.
         """
-        if not isinstance(data, dict) or "model" not in data:
+        if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
             raise CheckpointError(f"{source} has no 'model' section; it was not written by `mnistseg train`")
         known = {item.name for item in fields(Recipe)}
         stored = {key: value for key, value in (data.get("recipe") or {}).items() if key in known}
         try:
-            model = ModelConfig(**data["model"])
+            model = ModelConfig.from_json(data["model"])
+            normalize = (model.input_mean, model.input_std) != (0.0, 1.0)
+            stored.update(widths=model.widths, input_to_head=model.input_to_head, decoder=model.decoder,
+                          normalize=normalize)  # fmt: skip
+            stored.update({key: value for key, value in (data.get("inference") or {}).items() if key in known})
             recipe = Recipe(**stored)
-            if asdict(recipe.model) != asdict(model):  # a recipe from before widths were a recipe field
-                recipe = replace(recipe, base_width=model.base_width)
         except (TypeError, ValueError) as error:
             raise CheckpointError(f"{source} has an invalid 'model' or 'recipe' section ({error})") from None
+        if recipe.model != model:
+            raise CheckpointError(f"{source}: its model's input normalisation is not its data set's ({recipe.dataset})")
         return cls(
             recipe=recipe,
             data_root=data.get("data_root"),
-            class_names=tuple(data.get("class_names") or ()),
             versions=dict(data.get("versions") or {}),
             world_size=int(data.get("world_size", 1)),
             precision=data.get("precision"),

@@ -149,8 +149,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         ("batch_size", {"type": positive_int}, "images per optimizer step"),
         ("lr", {"type": positive_float}, "Adam's learning rate (the one-cycle peak)"),
         ("head_lr_scale", {"type": positive_float}, "the full-resolution 1x1 head learns at lr times this"),
-        ("base_width", {"type": positive_int}, "U-Net channels at full resolution (x2, x4 deeper)"),
-        ("widths", {"type": level_widths, "metavar": "FULL,HALF,QUARTER"}, "U-Net channels per level instead"),
+        ("widths", {"type": level_widths, "metavar": "FULL,HALF,QUARTER"}, "U-Net channels per level"),
         ("input_to_head", {"action": switch}, "the 1x1 head also sees the input image"),
         ("decoder", {"choices": DECODERS}, "U-Net decoder: the reference's, or where/what score maps"),
         ("normalize", {"action": switch}, "standardise the input with the data set's pixel mean and std"),
@@ -175,6 +174,7 @@ def get_args_parser() -> argparse.ArgumentParser:
             flag, dest=name, help=f"{text} (default: {DEFAULT_PRESET}: {getattr(default, name)})", **options
         )
     train.set_defaults(recipe_fields=[name for name, _, _ in recipe_flags])
+    train.add_argument("--base-width", type=positive_int, metavar="N", help="a shortcut for --widths N,2N,4N")
 
     evaluate = commands.add_parser("evaluate", help="test-set TP/FP/FN/IoU/Dice of a checkpoint")
     add_root(evaluate)
@@ -273,10 +273,15 @@ def resumed_run(args: argparse.Namespace, overrides: dict[str, object]) -> tuple
 def run_train(args: argparse.Namespace) -> None:
     from mnistseg.device import resolve_device, set_threads, use_deterministic_algorithms
     from mnistseg.distributed import barrier, setup, teardown
+    from mnistseg.model import widths_from_base
     from mnistseg.recipes import DEFAULT_PRESET, get_preset
     from mnistseg.train import fit
 
     overrides = {name: getattr(args, name) for name in args.recipe_fields if getattr(args, name) is not None}
+    if args.base_width is not None:
+        if args.widths is not None:
+            raise ValueError("--base-width N is a shortcut for --widths N,2N,4N: give one of them")
+        overrides["widths"] = widths_from_base(args.base_width)
     if args.resume is not None:
         recipe, root = resumed_run(args, overrides)
         out = args.resume

@@ -3,7 +3,7 @@
 Encoder: 3x3 conv blocks, max-pool halving the resolution. Bottleneck at 1/4 size.
 Decoder: bilinear up-sampling, then the encoder's feature map of the same size is
 concatenated on the channel axis (the skip connection) before more 3x3 convs. A 1x1
-conv head gives per-pixel logits. At ``base_width=64`` this is exactly the reference::
+conv head gives per-pixel logits. At widths 64/128/256 this is exactly the reference::
 
     [N, 1, 28, 28] -> enc1 64 @28 -> enc2 128 @14 -> bottleneck 256 @7
       -> up @14, cat enc2 -> dec1 128 -> up @28, cat enc1 -> dec2 64 -> head [N, 11, 28, 28]
@@ -38,11 +38,17 @@ images (measurements in ``recipes.py``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 DECODERS = ("concat", "scores")
+
+
+def widths_from_base(base_width: int) -> tuple[int, int, int]:
+    """The U-Net's usual widths: ``base_width`` channels at full resolution, twice and four times deeper."""
+    return base_width, 2 * base_width, 4 * base_width
 
 
 @dataclass(frozen=True)
@@ -52,9 +58,8 @@ class ModelConfig:
     Attributes:
         in_channels: image channels (1 for MNIST).
         num_classes: output classes, background included (11 for MNIST).
-        base_width: channels of the first encoder block; the next levels use 2x and 4x.
-        widths: ``(full, half, quarter)``-resolution channels, each level on its own;
-            None for ``base_width`` x 1, 2, 4. When given, ``base_width`` is ``widths[0]``.
+        widths: channels at full, half and quarter resolution (the reference's 64/128/256;
+            :func:`widths_from_base` for the usual 1x, 2x, 4x).
         input_to_head: concatenate the input image to the features the 1x1 head sees.
         decoder: "concat" (the U-Net's: up-sample, concatenate the skip, 3x3 convs) or
             "scores" (1x1 score maps per level, the background decided at full resolution).
@@ -64,32 +69,43 @@ class ModelConfig:
 
     in_channels: int = 1
     num_classes: int = 11
-    base_width: int = 64
-    widths: tuple[int, int, int] | None = None
+    widths: tuple[int, int, int] = (64, 128, 256)
     input_to_head: bool = False
     decoder: str = "concat"
     input_mean: float = 0.0
     input_std: float = 1.0
 
     def __post_init__(self) -> None:
-        for name in ("in_channels", "num_classes", "base_width"):
+        for name in ("in_channels", "num_classes"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if self.num_classes < 2:
             raise ValueError(f"num_classes must be at least 2 (background and one class), got {self.num_classes}")
-        if self.widths is not None:
-            widths = tuple(self.widths)  # JSON gives a list
-            if len(widths) != 3 or not all(isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in widths):
-                raise ValueError(f"widths must be three positive integers (full, half, quarter), got {self.widths!r}")
-            object.__setattr__(self, "widths", widths)
-            object.__setattr__(self, "base_width", widths[0])
+        widths = tuple(self.widths) if isinstance(self.widths, (list, tuple)) else self.widths  # JSON gives a list
+        if (
+            not isinstance(widths, tuple)
+            or len(widths) != 3
+            or not all(isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in widths)
+        ):
+            raise ValueError(f"widths must be three positive integers (full, half, quarter), got {self.widths!r}")
+        object.__setattr__(self, "widths", widths)
         if not isinstance(self.input_to_head, bool):
             raise ValueError(f"input_to_head must be true or false, got {self.input_to_head!r}")
         if not self.input_std > 0:
             raise ValueError(f"input_std must be positive, got {self.input_std!r}")
         if self.decoder not in DECODERS:
             raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, got {self.decoder!r}")
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ModelConfig:
+        """The JSON form (``dataclasses.asdict``); files from before ``widths`` alone held the
+        widths give ``base_width`` (and ``widths`` null for its 1x, 2x, 4x), and load too."""
+        data = dict(data)
+        base_width = data.pop("base_width", None)
+        if data.get("widths") is None and base_width is not None:
+            data["widths"] = widths_from_base(base_width)
+        return cls(**data)
 
     @property
     def score_decoder(self) -> bool:
@@ -99,18 +115,11 @@ class ModelConfig:
     def describe(self) -> str:
         """The network in a few words, e.g. ``"SimpleUNet widths 8/32/64, input at the head, score decoder"``."""
         return (
-            f"SimpleUNet widths {'/'.join(map(str, self.level_widths))}"
+            f"SimpleUNet widths {'/'.join(map(str, self.widths))}"
             + (", input at the head" if self.input_to_head else "")
             + (", score decoder" if self.score_decoder else "")
             + (", normalised input" if (self.input_mean, self.input_std) != (0.0, 1.0) else "")
         )
-
-    @property
-    def level_widths(self) -> tuple[int, int, int]:
-        """Channels at full, half and quarter resolution."""
-        if self.widths is not None:
-            return self.widths
-        return self.base_width, 2 * self.base_width, 4 * self.base_width
 
 
 def conv_bn_relu(in_channels: int, out_channels: int) -> list[nn.Module]:
@@ -123,13 +132,14 @@ def conv_bn_relu(in_channels: int, out_channels: int) -> list[nn.Module]:
 
 
 class SimpleUNet(nn.Module):
-    """The reference's simple U-Net, with every width scaled by ``base_width / 64``.
+    """The reference's simple U-Net, its widths set per level (the reference's: 64/128/256).
 
     Args:
         in_channels: image channels.
         num_classes: output classes, background included.
-        base_width: channels at full resolution (64 in the reference).
-        widths: channels per level (full, half, quarter size), instead of ``base_width``'s 1x/2x/4x.
+        base_width: a shortcut for ``widths``: this many channels at full resolution (64 in the
+            reference), twice and four times as many deeper (:func:`widths_from_base`).
+        widths: channels per level (full, half, quarter size); when given, ``base_width`` is not used.
         input_to_head: concatenate the input image to the features the 1x1 head sees.
         decoder: "concat" (the reference's) or "scores" (see the module's docstring).
         input_mean: the network first computes ``(images - input_mean) / input_std``.
@@ -151,10 +161,12 @@ class SimpleUNet(nn.Module):
         input_std: float = 1.0,
     ) -> None:
         super().__init__()
-        self.config = ModelConfig(
-            in_channels, num_classes, base_width, widths, input_to_head, decoder, input_mean, input_std
-        )
-        w1, w2, w3 = self.config.level_widths
+        if widths is None:
+            if not isinstance(base_width, int) or isinstance(base_width, bool) or base_width < 1:
+                raise ValueError(f"base_width must be a positive integer, got {base_width!r}")
+            widths = widths_from_base(base_width)
+        self.config = ModelConfig(in_channels, num_classes, widths, input_to_head, decoder, input_mean, input_std)
+        w1, w2, w3 = self.config.widths
 
         self.encoder = nn.ModuleList(
             [
@@ -198,8 +210,8 @@ class SimpleUNet(nn.Module):
     def from_config(cls, config: ModelConfig) -> SimpleUNet:
         """Build the model a :class:`ModelConfig` describes."""
         return cls(
-            config.in_channels, config.num_classes, config.base_width, config.widths, config.input_to_head,
-            config.decoder, config.input_mean, config.input_std,
+            config.in_channels, config.num_classes, widths=config.widths, input_to_head=config.input_to_head,
+            decoder=config.decoder, input_mean=config.input_mean, input_std=config.input_std,
         )  # fmt: skip
 
     def forward(self, images: Tensor) -> Tensor:

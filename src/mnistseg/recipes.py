@@ -53,9 +53,8 @@ class Recipe:
         lr: Adam's learning rate (the peak of the one-cycle schedule).
         head_lr_scale: the full-resolution 1x1 head learns at ``lr`` times this
             (:func:`mnistseg.train.parameter_groups`).
-        base_width: the U-Net's channels at full resolution (x2, x4 at the next levels).
-        widths: the U-Net's channels per level (full, half, quarter size) instead; None for
-            ``base_width``'s. When given, ``base_width`` is ``widths[0]``.
+        widths: the U-Net's channels at full, half and quarter resolution (``--base-width N``
+            fills it with N, 2N, 4N: :func:`mnistseg.model.widths_from_base`).
         input_to_head: the U-Net's 1x1 head also sees the input image.
         decoder: the U-Net's decoder, "concat" (the reference's) or "scores"
             (:class:`mnistseg.model.SimpleUNet`: where at full size, what from the coarse levels).
@@ -94,8 +93,7 @@ class Recipe:
     batch_size: int = 100
     lr: float = 1e-3
     head_lr_scale: float = 1.0
-    base_width: int = 64
-    widths: tuple[int, int, int] | None = None
+    widths: tuple[int, int, int] = (64, 128, 256)
     input_to_head: bool = False
     decoder: str = "concat"
     normalize: bool = False
@@ -115,7 +113,7 @@ class Recipe:
     subset: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "base_width"):
+        for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
         if self.num_workers < 0:
@@ -151,14 +149,13 @@ class Recipe:
             )
         model = self.model  # validates the network's fields, and reads widths from JSON lists
         object.__setattr__(self, "widths", model.widths)
-        object.__setattr__(self, "base_width", model.base_width)
 
     @property
     def model(self) -> ModelConfig:
         """The model this recipe trains."""
         spec = get_dataset(self.dataset)
         mean, std = (spec.pixel_mean, spec.pixel_std) if self.normalize else (0.0, 1.0)
-        return ModelConfig(1, NUM_CLASSES, self.base_width, self.widths, self.input_to_head, self.decoder, mean, std)
+        return ModelConfig(1, NUM_CLASSES, self.widths, self.input_to_head, self.decoder, mean, std)
 
 
 def presets() -> dict[str, Recipe]:
@@ -235,8 +232,6 @@ def get_preset(name: str, device: torch.device | None = None, **overrides: Any) 
     unknown = set(overrides) - field_names
     if unknown:
         raise ValueError(f"unknown recipe field(s): {', '.join(sorted(unknown))}")
-    if "base_width" in overrides and "widths" not in overrides:
-        overrides = {**overrides, "widths": None}  # --base-width N asks for N x 1, 2, 4, whatever the preset's widths
     if "dataset" in overrides and "vote" not in overrides and get_dataset(overrides["dataset"]).scenes:
         overrides = {**overrides, "vote": False}  # touching digits share a region: scenes go without the vote
     recipe = replace(known[name], **overrides)
