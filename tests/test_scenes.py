@@ -72,7 +72,7 @@ def test_train_and_evaluate_scenes_from_the_cli(data_root: Path, tmp_path: Path)
     trained = run("train", "--dataset", "scenes", "--no-augment", "--subset", "600", "--epochs", "1",
                   "--base-width", "4", "--root", data_root, "--out", tmp_path)  # fmt: skip
     assert trained.returncode == 0, trained.stderr
-    assert json.loads((tmp_path / "config.json").read_text())["dataset"] == "scenes"
+    assert json.loads((tmp_path / "config.json").read_text())["recipe"]["dataset"] == "scenes"
     evaluated = run("evaluate", "--checkpoint", tmp_path, "--root", data_root)
     assert evaluated.returncode == 0, evaluated.stderr
     summary = json.loads((tmp_path / "test_metrics.json").read_text())
