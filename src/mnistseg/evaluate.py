@@ -26,9 +26,9 @@ from mnistseg.metrics import confusion_matrix, per_image_counts, summarize
 from mnistseg.model_card import write_model_card
 from mnistseg.postprocess import NETWORK_ALONE, InferencePolicy, masks_from_logits
 
-# Images per evaluation batch: small enough that a batch's feature maps stay near the cache. On both
-# CPU classes the loop runs faster at 250 than at 1,000 (benchmarks/time_to_quality.py's inference
-# by batch size, in docs/results.md).
+# Images per evaluation batch: small enough that a batch's feature maps stay near the cache. In native
+# bf16 the fast model's loop runs as fast at 250 as at 1,000; in float32 (an AVX2-only CPU) faster in
+# exploratory runs (benchmarks/time_to_quality.py times each size on the class it runs on).
 EVAL_BATCH_SIZE = 250
 HARDEST_COUNT = 12  # images in hardest_test_digits.png
 
