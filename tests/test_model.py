@@ -100,6 +100,10 @@ def test_the_score_decoder_by_hand() -> None:
     # convs: where (8+1)*2+2 = 20, what 32*10 + 64*10 (no bias) = 960. Total 68,852.
     model = SimpleUNet(widths=(8, 32, 64), input_to_head=True, decoder="scores")
     assert count_parameters(model) == 672 + 11_648 + 55_552 + 20 + 960 == 68_852
+    # Widths 16/32/64 (fast where bf16 is native): 9*16+16 + 9*16*16+32 = 2,496; 9*16*32+64 + 9*32*32+64
+    # = 13,952; the quarter level as above, 55,552; where (16+1)*2+2 = 36; what 960. Total 72,996.
+    wider = SimpleUNet(widths=(16, 32, 64), input_to_head=True, decoder="scores")
+    assert count_parameters(wider) == 2_496 + 13_952 + 55_552 + 36 + 960 == 72_996
     assert not hasattr(model, "head") and not hasattr(model, "decoder")
     assert model.config.describe() == "SimpleUNet widths 8/32/64, input at the head, score decoder"
 

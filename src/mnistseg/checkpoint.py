@@ -142,8 +142,8 @@ class CheckpointRecord:
             recipe = Recipe(**stored)
         except (TypeError, ValueError) as error:
             raise CheckpointError(f"{source} has an invalid 'model' or 'recipe' section ({error})") from None
-        if recipe.model != model:
-            raise CheckpointError(f"{source}: its model's input normalisation is not its data set's ({recipe.dataset})")
+        if recipe.model != model:  # e.g. an input mean and std that are not the data set's
+            raise CheckpointError(f"{source}: its 'model' section is not the network its recipe builds")
         return cls(
             recipe=recipe,
             data_root=data.get("data_root"),

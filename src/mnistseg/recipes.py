@@ -28,14 +28,15 @@ from mnistseg.model import ModelConfig
 
 DEFAULT_PRESET = "fast"
 # What a preset changes where its run resolves to float32 on a CPU (no native bf16: most
-# laptops, :func:`mnistseg.device.resolve_precision`). Each CPU class runs what is fastest
-# there, chosen on validation over 3 seeds (docs/results.md, from ``benchmarks/``):
+# laptops, :func:`mnistseg.device.resolve_precision`), so that each CPU class runs what is fast there:
 # * ``best`` keeps its minutes rather than its epochs: an epoch in float32 takes twice as long
 #   or more as in native bf16, so 8 epochs there, 12 where bf16 is native; each within 1/25 of
 #   the reference recipe's 20 epochs on its class.
-# * ``fast`` keeps 8 channels at full resolution there. In native bf16 16 channels train
-#   faster than 8 (PyTorch's channels-last BatchNorm is slow with fewer channels than a vector
-#   holds) and score higher, with a higher rate; in float32 16 cost more per step than 8.
+# * ``fast`` keeps there the 8/32/64 at 0.024 measured on that class before (docs/results.md).
+#   In native bf16 16 channels at full resolution train faster than 8 (PyTorch's channels-last
+#   BatchNorm is slow with fewer channels than a vector holds) and, at 0.03, score higher on
+#   validation over 3 seeds (benchmarks/choices.py); in float32 they cost more per step (timed
+#   training steps, not kept as a benchmark), and were not tried there on validation.
 FP32_CPU_CHANGES: MappingProxyType[str, MappingProxyType[str, Any]] = MappingProxyType({
     "best": MappingProxyType({"epochs": 8}),
     "fast": MappingProxyType({"widths": (8, 32, 64), "lr": 2.4e-2}),
