@@ -28,7 +28,7 @@ from mnistseg.checkpoint import load_model
 from mnistseg.data import class_names
 from mnistseg.evaluate import evaluate
 from mnistseg.metrics import summarize
-from mnistseg.postprocess import recipe_policy
+from mnistseg.postprocess import InferencePolicy
 from mnistseg.train import make_batches
 from record import benchmark_parser, mean_std, write_record
 
@@ -59,7 +59,7 @@ def voted_validation_iou(out: Path, root: Path) -> float:
     _, val_batches, _, _ = make_batches(recipe, root, torch.device("cpu"))
     names = class_names(recipe.dataset)
     result = evaluate(model, val_batches, len(names), torch.device("cpu"), record.precision or "fp32",
-                      recipe.channels_last, recipe_policy(tta=False, vote=True))  # fmt: skip
+                      recipe.channels_last, InferencePolicy(vote="region"))  # fmt: skip
     return summarize(result.confusion, names)["iou"]
 
 

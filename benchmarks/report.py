@@ -232,16 +232,20 @@ def measured_on(rows: Measured) -> list[str]:
     """The README's first paragraph: what the times were measured on."""
     classes = {label: record["hardware"] for label, record, _ in rows}
     first = next(iter(classes.values()))
+    one_machine = len({(hardware["cpu"], hardware["cores"]) for hardware in classes.values()}) == 1
     native = classes.get("native")
     kinds = []
     if native:
         kinds.append(f"as it is ({native.get('cpu_capability')} kernels, "
-                     f"{'native bf16' if native.get('native_bf16') else 'no native bf16'})")  # fmt: skip
+                     f"{'native bf16' if native.get('native_bf16') else 'no native bf16'})"
+                     + ("" if one_machine else f" on an {native['cpu']}"))  # fmt: skip
     if "AVX2 only" in classes:
-        kinds.append("run as a CPU without AVX-512 (AVX2 only, as most laptops are), where mnistseg chooses "
-                     "float32 over bf16 by itself")  # fmt: skip
-    return [f"The times below were measured on a {first['cores']}-core {first['cpu']} virtual machine"
-            + (f", {' and '.join(kinds)}." if kinds else ".")]  # fmt: skip
+        kinds.append("run as a CPU without AVX-512 (AVX2 only, as most laptops are)"
+                     + ("" if one_machine else f" on an {classes['AVX2 only']['cpu']}")
+                     + ", where mnistseg chooses float32 over bf16 by itself")  # fmt: skip
+    where = f"a {first['cores']}-core {first['cpu']} virtual machine" if one_machine else (
+        f"{first['cores']}-core virtual machines")  # fmt: skip
+    return [f"The times below were measured on {where}" + (f", {' and '.join(kinds)}." if kinds else ".")]
 
 
 def headline(rows: Measured) -> list[str]:
@@ -459,8 +463,33 @@ def pen_widths(results: Path) -> list[str]:
         [kind, f"{right}/{total}", f"{plain[kind][0]}/{plain[kind][1]}"]
         for kind, (right, total) in record["rows"].items()
     ]
+    right, total = (sum(counts[i] for counts in record["rows"].values()) for i in (0, 1))
+    plain_right = sum(counts[0] for counts in plain.values())
+    body.append(["**all**", f"**{right}/{total} ({right / total:.1%})**", f"{plain_right}/{total} "
+                 f"({plain_right / total:.1%})"])  # fmt: skip
     return [f"{made_by(record, 'pen_widths.json')}; model: {record['model']}:", "",
             *table(["drawn with", "read right", "without the pen normalisation"], body)]  # fmt: skip
+
+
+TOUCHING_FILES = ("touching_digits_bundled_val.json", "touching_digits_bundled_test.json")
+
+
+def touching_digits(results: Path) -> list[str]:
+    """How many rows of touching digits the bundled model reads right, per rule (``touching_digits_*.json``)."""
+    kinds = ("pairs", "triples", "printed pairs")
+    header = ["rule", "MNIST pairs", "MNIST triples", "printed pairs", "single digits IoU"]
+    lines = []
+    for name in TOUCHING_FILES:
+        record = load(results, name)
+        body = []
+        for rule in record["rules"]:
+            cells = [record[kind][rule] for kind in kinds]
+            own = " (the model's own)" if rule == record.get("model_rule") else ""
+            body.append([f"`{rule}`{own}", *(f"{c['read_right']}/{c['rows']} ({c['read_right'] / c['rows']:.1%})"
+                                            for c in cells), f"{record['single digits IoU'][rule]:.4f}"])  # fmt: skip
+        model = record.get("model", record["checkpoint"])
+        lines += [f"{made_by(record, name)}; {record['split']} digits; model: {model}:", "", *table(header, body), ""]
+    return lines[:-1]
 
 
 def scaling(results: Path) -> list[str]:
@@ -486,6 +515,7 @@ SECTIONS: tuple[tuple[str, str, Callable[[Path], list[str]]], ...] = (
     ("docs/reproducing.md", "reproducing", reproducing),
     ("docs/your-images.md", "inference-engines", inference_engines),
     ("docs/your-images.md", "pen-widths", pen_widths),
+    ("docs/your-images.md", "touching-digits", touching_digits),
     ("docs/distributed.md", "scaling", scaling),
 )
 

@@ -67,7 +67,7 @@ from mnistseg.device import autocast, describe_hardware, resolve_precision
 from mnistseg.evaluate import EVAL_BATCH_SIZE, evaluate, evaluate_checkpoint
 from mnistseg.metrics import summarize
 from mnistseg.model import SimpleUNet
-from mnistseg.postprocess import recipe_policy
+from mnistseg.postprocess import InferencePolicy
 from mnistseg.recipes import Recipe, get_preset
 from mnistseg.resume import STATE_FILE, load_training_state
 from mnistseg.train import make_batches, train_one_epoch
@@ -192,7 +192,7 @@ def validation_ablations(out: Path, root: Path, device: torch.device) -> dict[st
         model = model.to(device, memory_format=torch.channels_last if recipe.channels_last else torch.preserve_format)
         precision = resolve_precision(recipe.precision, device)
         for tta, vote in itertools.product((False, True), (False, True)):
-            policy = recipe_policy(tta, vote)
+            policy = InferencePolicy(tta=tta, vote="region" if vote else "none")
             scored = evaluate(model, val_batches, len(names), device, precision, recipe.channels_last, policy)
             result[f"{kind}{' + shifts' if tta else ''}{' + vote' if vote else ''}"] = summarize(
                 scored.confusion, names
@@ -389,7 +389,7 @@ def main() -> None:
                 }
             )
             recipe = get_preset(name)
-            if recipe.ema_decay > 0 or recipe.tta or recipe.vote:
+            if recipe.ema_decay > 0 or recipe.tta or recipe.vote != "none":
                 ablations.setdefault(name, []).append(validation_ablations(out, args.root, device))
             # What is done so far, in case the run is cut short (a lent GPU's time limit, say).
             write_record(args.json, partial=True, seeds=args.seeds, device=str(device), reference=reference, runs=runs)

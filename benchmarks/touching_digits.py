@@ -4,8 +4,8 @@ Rows of two or three MNIST digits, each placed so that its ink touches the one b
 then overlaps it by 0-4 pixels, and pairs of digits printed in a bold font with their glyphs
 pushed together until they touch. A row is read right when ``describe_mask`` finds exactly its
 digits, left to right. Each row is run through the model once; every post-processing rule is
-then applied to the same logits: the region vote (today's ``predict``), and the parts rule at
-several shares (``mnistseg.postprocess.vote_by_parts``). Beside it, the single digits' IoU
+then applied to the same logits: none (the network alone), the region vote (``fast``'s), and
+the parts rule at several shares (``mnistseg.postprocess.vote_by_parts``). Beside it, the single digits' IoU
 under each rule, so that a rule that parts touching digits is seen not to cost single ones.
 
 Choose on ``--split val`` (the checkpoint's own validation digits); report on ``--split test``
@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
-from scipy import ndimage
 
 from drawn_digits import FONT_FOLDERS
 from mnistseg.checkpoint import BUNDLED_MODEL
@@ -33,8 +32,9 @@ from mnistseg.data import load_arrays, masks_from_images, split_indices
 from mnistseg.inference import InferenceModel, load_for_inference
 from mnistseg.metrics import per_image_counts
 from mnistseg.picture import prepare_image
-from mnistseg.postprocess import InferencePolicy, masks_from_logits, recipe_policy
+from mnistseg.postprocess import NETWORK_ALONE, InferencePolicy, masks_from_logits
 from mnistseg.predict import describe_mask, resize_logits
+from mnistseg.scenes import touching_offset
 from record import benchmark_parser, write_record
 
 OVERLAPS = (0, 1, 2, 3, 4)  # pixels each digit overlaps the one before, after touching it
@@ -44,26 +44,24 @@ THRESHOLD = 0.2
 
 
 def policies() -> dict[str, InferencePolicy]:
-    """The rules compared: the region vote of ``fast`` and ``best``, and the parts rule at each share."""
-    region = recipe_policy(tta=False, vote=True)
-    rules = {"region vote": region}
+    """The rules compared: the argmax alone, the region vote of ``fast`` and ``best``, the parts rule at each share."""
+    region = InferencePolicy(vote="region")
+    rules = {"network alone": NETWORK_ALONE, "region vote": region}
     for share in PART_SHARES:
         rules[f"parts {share:.2f}"] = replace(region, vote="parts", min_part_share=share)
     return rules
 
 
 def chain(pieces: list[np.ndarray], overlap: int) -> np.ndarray:
-    """Digits side by side (float ``[H, W]`` each, light on black), each touching the last, then ``overlap`` px more."""
+    """Digits side by side (float ``[H, W]`` each, light on black), each touching the last, then ``overlap`` px more.
+
+    Touching as the training rows touch (:func:`mnistseg.scenes.touching_offset`).
+    """
     canvas = pieces[0]
     for piece in pieces[1:]:
         height = max(canvas.shape[0], piece.shape[0])
-        grown = ndimage.binary_dilation(_pad_rows(canvas, height) > THRESHOLD, np.ones((3, 3)))
-        ink = _pad_rows(piece, height) > THRESHOLD
-        # The right-most place where the new digit's ink touches (8-connected) the ink so far.
-        offset = canvas.shape[1]
-        while offset > 0 and not _overlaps(grown, ink, offset):
-            offset -= 1
-        offset = max(0, offset - overlap)
+        touching = touching_offset(_pad_rows(canvas, height) > THRESHOLD, _pad_rows(piece, height) > THRESHOLD)
+        offset = max(0, (canvas.shape[1] if touching is None else touching) - overlap)
         width = max(canvas.shape[1], offset + piece.shape[1])
         joined = np.zeros((height, width), dtype=np.float32)
         joined[: canvas.shape[0], : canvas.shape[1]] = canvas
@@ -75,12 +73,6 @@ def chain(pieces: list[np.ndarray], overlap: int) -> np.ndarray:
 
 def _pad_rows(image: np.ndarray, height: int) -> np.ndarray:
     return np.pad(image, ((0, height - image.shape[0]), (0, 0)))
-
-
-def _overlaps(grown: np.ndarray, ink: np.ndarray, offset: int) -> bool:
-    """Whether ``ink`` placed ``offset`` columns in touches ``grown``'s pixels."""
-    width = min(grown.shape[1] - offset, ink.shape[1])
-    return width > 0 and bool((grown[:, offset : offset + width] & ink[:, :width]).any())
 
 
 def mnist_rows(images: torch.Tensor, labels: torch.Tensor, count: int, length: int, seed: int) -> list[tuple]:
@@ -173,7 +165,9 @@ def main() -> None:
         cells = [f"{kind} {results[kind][rule]['read_right']}/{results[kind][rule]['rows']}"
                  for kind in ("pairs", "triples", "printed pairs")]  # fmt: skip
         print(f"  {rule:<12} " + ", ".join(cells) + f"; single digits IoU {results['single digits IoU'][rule]:.4f}")
-    write_record(args.json, checkpoint=str(args.checkpoint), split=args.split, rules=list(rules), **results)
+    own = next((rule for rule, policy in rules.items() if policy == model.policy), None)
+    write_record(args.json, checkpoint=str(args.checkpoint), model=model.describe(), model_rule=own, split=args.split,
+                 rules=list(rules), **results)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def trained_checkpoint(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The fast preset's network on all 50,000 training images for 2 epochs, as the bundled model; about 50 s.
+    """The fast preset's network on all 50,000 training images for 2 epochs, single digits; about 50 s.
 
     Good enough to read clear digits: the predict and serve tests check the digits it finds.
     """

@@ -64,7 +64,7 @@ def test_train_writes_checkpoint_metrics_and_figures(trained: Path) -> None:
         "decoder": "scores", "input_mean": 0.0, "input_std": 1.0,
     }  # fmt: skip
     assert config["recipe"]["name"] == "fast" and config["recipe"]["subset"] == 600
-    assert config["inference"] == {"tta": False, "vote": True}
+    assert config["inference"] == {"tta": False, "vote": "region"}
     # Each fact once: what rebuilds the network, what trained it and how it is used, apart.
     sections = [set(config[name]) for name in ("model", "recipe", "inference")]
     assert all(not a & b for a in sections for b in sections if a is not b)

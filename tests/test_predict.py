@@ -252,7 +252,7 @@ def test_one_inference_path_for_predict_serve_and_evaluate(
     assert int(plain.confusion.sum() - plain.confusion.trace()) > 0  # the network alone differs: the check can fail
 
     # A checkpoint whose recipe refuses the vote (as scenes do) is not voted by predict either.
-    config["inference"]["vote"] = False
+    config["inference"]["vote"] = "none"
     (folder / "config.json").write_text(json.dumps(config))
     unvoted = segment(page, load_for_inference(folder))
     assert torch.equal(unvoted.mask, unvoted.raw_mask) and not torch.equal(unvoted.mask, torch.from_numpy(expected))

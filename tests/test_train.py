@@ -14,7 +14,7 @@ from mnistseg.checkpoint import load_weights
 from mnistseg.data import load_arrays, masks_from_images, split_indices
 from mnistseg.device import resolve_device
 from mnistseg.distributed import DistributedContext
-from mnistseg.recipes import get_preset
+from mnistseg.recipes import Recipe, get_preset
 from mnistseg.resume import STATE_FILE, load_training_state
 from mnistseg.train import build_run, fit, train_one_epoch
 
@@ -55,10 +55,15 @@ def test_presets_and_overrides() -> None:
         get_preset("fast", ema_decay=1.0)
     with pytest.raises(ValueError, match="subset"):
         get_preset("fast", subset=3)
-    # Scenes' digits can touch: their presets go without the region vote, and asking for it is refused.
-    assert get_preset("fast").vote and not get_preset("fast", dataset="scenes").vote
-    with pytest.raises(ValueError, match="add --no-vote"):
-        get_preset("fast", dataset="scenes", vote=True)
+    # Scenes' digits can touch: their presets take the parts rule, and the region vote is refused.
+    assert get_preset("fast").vote == "region"
+    assert get_preset("fast", dataset="scenes").vote == get_preset("fast", dataset="rows").vote == "parts"
+    with pytest.raises(ValueError, match="use --vote parts or --vote none"):
+        get_preset("fast", dataset="scenes", vote="region")
+    # config.json before the parts rule wrote a flag: true was the region vote.
+    assert Recipe(vote=True).vote == "region" and Recipe(vote=False).vote == "none"
+    with pytest.raises(ValueError, match="vote must be one of none, region, parts"):
+        Recipe(vote="majority")
 
 
 # Each preset at a small budget, seed 0, and the validation IoU it must clear. Measured by

@@ -109,6 +109,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     from mnistseg.device import PRECISION_CHOICES
     from mnistseg.inference import ENGINES
     from mnistseg.model import DECODERS
+    from mnistseg.postprocess import VOTES
     from mnistseg.recipes import DEFAULT_PRESET, presets
 
     parser = OneLineArgumentParser(prog="mnistseg", description="Semantic segmentation on MNIST.")
@@ -160,7 +161,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         ("augment", {"action": switch}, "random affine on the training split"),
         ("ema_decay", {"type": float}, "moving average of the weights, 0 for off"),
         ("tta", {"action": switch}, "evaluate the test set with test-time shift averaging"),
-        ("vote", {"action": switch}, "evaluate with one class per connected region (majority vote)"),
+        ("vote", {"choices": VOTES}, "post-processing: none, region (majority per stroke) or parts"),
         ("threshold", {"type": float}, "intensity over which a pixel is foreground"),
         ("dataset", {"choices": tuple(DATASETS)}, "data set (scenes: several digits a canvas)"),
     )
@@ -182,8 +183,9 @@ def get_args_parser() -> argparse.ArgumentParser:
         "--tta", action=argparse.BooleanOptionalAction, help="test-time shift averaging (default: as trained)"
     )
     evaluate.add_argument(
-        "--vote", action=argparse.BooleanOptionalAction,
-        help="one class per connected region, by majority (default: as trained)",
+        "--vote", choices=VOTES,
+        help="none, region (majority per connected stroke) or parts (keeps touching digits apart) "
+             "(default: as trained)",
     )  # fmt: skip
     add_precision(evaluate)
 

@@ -104,7 +104,7 @@ def run_evaluate(args: argparse.Namespace) -> None:
         return
     print(format_table(summary))
     how = f"{summary['images']:,} images, {summary['precision']}" + (", test-time shifts" if summary["tta"] else "")
-    how += ", region vote" if summary["vote"] else ""
+    how += f", {summary['vote']} vote" if summary["vote"] != "none" else ""
     print(
         f"test set ({how}): TP {summary['tp']:,}  FP {summary['fp']:,}  FN {summary['fn']:,}  "
         f"IoU {summary['iou']:.4f}  Dice {summary['dice']:.4f}"

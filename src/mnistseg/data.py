@@ -26,7 +26,7 @@ from torch.utils.data import Dataset
 
 from mnistseg.augment import AFFINE_RANGES, AffineRanges, RandomAffine, augment_batch
 from mnistseg.datasets import DEFAULT_THRESHOLD, get_dataset
-from mnistseg.scenes import SCENES_PER_DIGIT, TEST_SCENE_SEED, TEST_SCENES, make_scenes
+from mnistseg.scenes import SCENES_PER_DIGIT, TEST_SCENE_SEED, TEST_SCENES, compose
 
 # torchvision is imported only inside the per-item reference path, the one user of its
 # transforms: importing it takes about 2 s on a laptop CPU (it loads torch._dynamo), and the
@@ -328,6 +328,6 @@ def split_batches(
         count, scene_seed = TEST_SCENES, TEST_SCENE_SEED
     else:
         count, scene_seed = max(1, round(len(labels) * SCENES_PER_DIGIT)), seed + (11 if training else 12)
-    scenes, masks = make_scenes(images, labels, count, scene_seed, threshold, size=spec.image_size)
+    scenes, masks = compose(spec.layout, images, labels, count, scene_seed, threshold, size=spec.image_size)
     no_labels = torch.zeros(count, dtype=torch.int64)  # the masks carry the classes
     return BatchedLoader(scenes, no_labels, batch_size, threshold, masks=masks, **common)

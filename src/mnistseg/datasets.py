@@ -46,7 +46,8 @@ class DatasetSpec:
         class_names: the 11 class names, background first.
         raw: the raw files it reads (for scenes: MNIST's, whose digits it places).
         image_size: height and width of its images.
-        scenes: its images are generated canvases of several digits, not the raw images.
+        layout: for generated canvases of several digits (:mod:`mnistseg.scenes`), how they
+            are placed: "scattered" or "rows"; None: the raw images as they are.
         augment: whether the random affine may be applied to its training split.
         hub_id: the Hugging Face hub's name for the data it comes from (model cards).
         pixel_mean: mean intensity (0..1) of its training images, measured once here.
@@ -58,11 +59,16 @@ class DatasetSpec:
     class_names: tuple[str, ...]
     raw: prepare.RawFiles
     image_size: int = 28
-    scenes: bool = False
+    layout: str | None = None
     augment: bool = True
     hub_id: str = "mnist"
     pixel_mean: float = 0.1307
     pixel_std: float = 0.3081
+
+    @property
+    def scenes(self) -> bool:
+        """Whether its images are generated canvases of several digits, not the raw images."""
+        return self.layout is not None
 
     def prepare(self, root: str | Path, download: bool = False) -> Path:
         """Put the raw files under ``root`` (verified); returns their folder."""
@@ -90,10 +96,21 @@ DATASETS: Mapping[str, DatasetSpec] = MappingProxyType(
             DIGIT_NAMES,
             prepare.MNIST,
             image_size=64,
-            scenes=True,
+            layout="scattered",
             augment=False,
             pixel_mean=0.0697,
             pixel_std=0.2345,
+        ),  # fmt: skip
+        # 1-3 MNIST digits side by side on a 64x64 canvas, touching and overlapping by up to 4 px.
+        "rows": DatasetSpec(
+            "rows",
+            DIGIT_NAMES,
+            prepare.MNIST,
+            image_size=64,
+            layout="rows",
+            augment=False,
+            pixel_mean=0.0501,
+            pixel_std=0.2013,
         ),  # fmt: skip
     }
 )

@@ -127,7 +127,7 @@ def evaluate_checkpoint(
     tta: bool | None = None,
     context: DistributedContext | None = None,
     precision: str = "auto",
-    vote: bool | None = None,
+    vote: str | None = None,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Evaluate a checkpoint on the full test split and write its JSON summary and figure.
@@ -143,7 +143,7 @@ def evaluate_checkpoint(
             (the images with the lowest IoU, truth above prediction).
         batch_size: images per forward pass.
         tta: test-time shift averaging; None takes the recipe's choice from config.json.
-        vote: one class per connected region; None takes the recipe's choice.
+        vote: "none", "region" or "parts" (:mod:`mnistseg.postprocess`); None takes the recipe's.
         context: under torchrun, each rank evaluates its shard and only rank 0 writes.
         precision: "fp32", "bf16" or "fp16", or "auto": the fastest on this device, whatever
             the checkpoint trained in (:func:`mnistseg.device.resolve_precision`).
@@ -171,7 +171,7 @@ def evaluate_checkpoint(
     )  # fmt: skip
     summary = summarize(result.confusion, record.class_names)
     summary.update(loss=result.loss, images=len(batches.labels), checkpoint=str(checkpoint), precision=model.precision,
-                   tta=model.tta, vote=model.policy.vote != "none")  # fmt: skip
+                   tta=model.tta, vote=model.policy.vote)  # fmt: skip
     order = hardest_images(result.per_image, HARDEST_COUNT)
     summary["confusion"] = result.confusion.tolist()
     summary["hardest_images"] = [

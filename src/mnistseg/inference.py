@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from mnistseg.checkpoint import ONNX_FILE, CheckpointRecord, describe_folder, load_model, read_record
 from mnistseg.device import autocast, resolve_device, resolve_precision
-from mnistseg.postprocess import NETWORK_ALONE, InferencePolicy, masks_from_logits, recipe_policy
+from mnistseg.postprocess import NETWORK_ALONE, InferencePolicy, masks_from_logits
 
 ENGINES = ("torch", "onnx")
 
@@ -142,7 +142,7 @@ def as_inference_model(model: nn.Module | InferenceModel) -> InferenceModel:
         return model
     parameter = next(model.parameters(), None)
     device = parameter.device if parameter is not None else torch.device("cpu")
-    return InferenceModel(model.eval(), device, policy=recipe_policy(tta=False, vote=True))
+    return InferenceModel(model.eval(), device, policy=InferencePolicy(vote="region"))
 
 
 def load_for_inference(
@@ -151,7 +151,7 @@ def load_for_inference(
     device: str | torch.device = "cpu",
     tta: bool | None = None,
     precision: str = "auto",
-    vote: bool | None = None,
+    vote: str | None = None,
 ) -> InferenceModel:
     """Open a checkpoint folder for inference, run the way its recipe trained.
 
@@ -165,7 +165,7 @@ def load_for_inference(
             (:func:`mnistseg.device.resolve_precision`), whatever the checkpoint trained in;
             fp16 only on CUDA (elsewhere it becomes fp32). The memory layout is the recipe's.
             ONNX Runtime always runs float32.
-        vote: one class per connected region in :meth:`InferenceModel.masks`; None takes the recipe's.
+        vote: the rule of :meth:`InferenceModel.masks` ("none", "region", "parts"); None takes the recipe's.
 
     Raises:
         ValueError: for an unknown engine or precision, or a missing ``model.onnx``.
@@ -189,7 +189,7 @@ def load_for_inference(
             precision = "fp32"  # fp16 autocast is a CUDA feature
         network = network.to(target, memory_format=torch.channels_last if channels_last else torch.preserve_format)
     recipe = record.recipe
-    policy = recipe_policy(recipe.tta if tta is None else tta, recipe.vote if vote is None else vote)
+    policy = InferencePolicy(tta=recipe.tta if tta is None else tta, vote=recipe.vote if vote is None else vote)
     return InferenceModel(
         network=network,
         device=target,

@@ -58,11 +58,6 @@ class InferencePolicy:
 NETWORK_ALONE = InferencePolicy()
 
 
-def recipe_policy(tta: bool, vote: bool) -> InferencePolicy:
-    """The policy a recipe's ``tta`` and ``vote`` flags ask for (``vote``: the region vote)."""
-    return InferencePolicy(tta=tta, vote="region" if vote else "none")
-
-
 def classes_of(logits: Tensor) -> Tensor:
     """The class of each pixel: int64 ``[N, H, W]`` from logits ``[N, C, H, W]``, the argmax over C.
 

@@ -25,8 +25,12 @@ import torch
 from mnistseg.datasets import DATASETS, DEFAULT_THRESHOLD, NUM_CLASSES, get_dataset
 from mnistseg.device import PRECISION_CHOICES, resolve_precision
 from mnistseg.model import ModelConfig
+from mnistseg.postprocess import VOTES
 
 DEFAULT_PRESET = "fast"
+# The vote of a preset trained on generated canvases (--dataset scenes or rows), whose digits
+# may touch: the parts rule keeps touching digits apart (benchmarks/touching_digits.py).
+SCENES_VOTE = "parts"
 # What a preset changes where its run resolves to float32 on a CPU (no native bf16: most
 # laptops, :func:`mnistseg.device.resolve_precision`), so that each CPU class runs what is fast there:
 # * ``best`` keeps its minutes rather than its epochs: an epoch in float32 takes twice as long
@@ -79,13 +83,17 @@ class Recipe:
             step, and validate and save the average (0 turns it off).
         tta: ``mnistseg evaluate`` averages the logits over 1-pixel shifts (5 passes).
             Validation stays plain: it only picks the checkpoint, and is paid in training time.
-        vote: ``mnistseg evaluate`` gives each connected foreground region the class most of
-            its pixels have (:func:`mnistseg.postprocess.vote_by_region`): a stroke is one digit.
-            Validation stays plain, as with ``tta``.
+        vote: how ``mnistseg evaluate``, ``predict`` and ``serve`` use that a digit is one
+            connected stroke (:mod:`mnistseg.postprocess`): "none" (the network's argmax),
+            "region" (each connected region takes its majority class) or "parts" (the same,
+            but a second class holding a coherent part of a region keeps it: touching digits
+            stay two). Validation stays plain, as with ``tta``. Files that wrote true/false load
+            as "region"/"none".
         seed: seeds the split, the initial weights, the order and the augmentation.
         threshold: intensity over which a pixel is foreground.
         dataset: a name in :data:`mnistseg.datasets.DATASETS`: "mnist", "fashion-mnist", or
-            "scenes" (1-5 MNIST digits on a 64x64 canvas, trained without augmentation).
+            "scenes" (1-5 MNIST digits scattered on a 64x64 canvas) or "rows" (1-3 touching
+            digits side by side on one); scenes and rows train without augmentation.
         subset: use only the first N training images (then split 5:1); None for all.
     """
 
@@ -107,13 +115,15 @@ class Recipe:
     augment: bool = True
     ema_decay: float = 0.0
     tta: bool = False
-    vote: bool = False
+    vote: str = "none"
     seed: int = 0
     threshold: float = DEFAULT_THRESHOLD
     dataset: str = "mnist"
     subset: int | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.vote, bool):  # config.json before the parts rule: true meant the region vote
+            object.__setattr__(self, "vote", "region" if self.vote else "none")
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
@@ -134,6 +144,7 @@ class Recipe:
             "loader": ("batched", "dataset"),
             "mask_mode": ("derive", "warp"),
             "dataset": tuple(DATASETS),
+            "vote": VOTES,
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -143,10 +154,10 @@ class Recipe:
             raise ValueError(f"{self.dataset} is made in memory: it trains with the batched loader (--loader batched)")
         if self.augment and not spec.augment:
             raise ValueError(f"{self.dataset} trains without augmentation (add --no-augment)")
-        if self.vote and spec.scenes:
+        if self.vote == "region" and spec.scenes:
             raise ValueError(
-                f"{self.dataset}'s digits can touch, and a region takes one class: it is evaluated without the "
-                "region vote (add --no-vote)"
+                f"{self.dataset}'s digits can touch, and the region vote makes a region one digit: "
+                "use --vote parts or --vote none"
             )
         model = self.model  # validates the network's fields, and reads widths from JSON lists
         object.__setattr__(self, "widths", model.widths)
@@ -184,7 +195,7 @@ def presets() -> dict[str, Recipe]:
             input_to_head=True,
             decoder="scores",
             augment=False,
-            vote=True,
+            vote="region",
             subset=21_600,
         ),  # fmt: skip
         # The highest IoU in minutes of training on 2 CPU cores: within 1/25 of the reference
@@ -208,7 +219,7 @@ def presets() -> dict[str, Recipe]:
             decoder="scores",
             ema_decay=0.999,
             tta=True,
-            vote=True,
+            vote="region",
         ),  # fmt: skip
     }
 
@@ -234,7 +245,7 @@ def get_preset(name: str, device: torch.device | None = None, **overrides: Any) 
     if unknown:
         raise ValueError(f"unknown recipe field(s): {', '.join(sorted(unknown))}")
     if "dataset" in overrides and "vote" not in overrides and get_dataset(overrides["dataset"]).scenes:
-        overrides = {**overrides, "vote": False}  # touching digits share a region: scenes go without the vote
+        overrides = {**overrides, "vote": SCENES_VOTE}  # touching digits share a region: not the region vote
     recipe = replace(known[name], **overrides)
     if device is not None and device.type == "cpu" and resolve_precision(recipe.precision, device) == "fp32":
         changes = {key: value for key, value in FP32_CPU_CHANGES.get(name, {}).items() if key not in overrides}
