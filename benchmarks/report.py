@@ -220,9 +220,11 @@ def provenance(rows: Measured) -> list[str]:
     return [
         "Measured by `benchmarks/time_to_quality.py`, one run per CPU class, each on an otherwise idle machine, "
         f"with torch {versions['torch']}, torchvision {versions['torchvision']} and Python {versions['python']}. "
-        "The AVX2 class is the same machine run under `ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2`, as a "
-        "CPU without AVX-512 or native bf16 (most laptops) runs; the precision in brackets is what `auto` chose "
-        "there. Test IoU and times are mean ± std over the seeds; the reference is timed in the same run.",
+        "The AVX2 class is a machine with AVX-512 (named below) run under `ATEN_CPU_CAPABILITY=avx2 "
+        "ONEDNN_MAX_CPU_ISA=AVX2`, as a CPU without AVX-512 or native bf16 (most laptops) runs; the precision in "
+        "brackets is what `auto` chose there. Where the classes were measured on different machines, compare "
+        "ratios within a class, not times across them. Test IoU and times are mean ± std over the seeds; the "
+        "reference is timed in the same run.",
         "",
         *(f"* {cpu_class(label, record)}, {record['seeds']} seeds: `{record['command']}`" for label, record, _ in rows),
     ]

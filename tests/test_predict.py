@@ -220,7 +220,10 @@ def test_one_inference_path_for_predict_serve_and_evaluate(
     model = load_for_inference(folder)
     assert model.tta and load_for_inference(folder, tta=False).tta is False
     expected = predict(page, model).numpy()
-    assert not np.array_equal(expected, predict(page, load_for_inference(folder, tta=False)).numpy())
+    # The shifts change the network's own pixels (the vote may hide that in the final mask):
+    # the comparisons below can fail.
+    shifted, plain = segment(page, model).raw_mask, segment(page, load_for_inference(folder, tta=False)).raw_mask
+    assert not torch.equal(shifted, plain)
 
     result = run_cli("predict", tmp_path / "page.png", "--checkpoint", folder, "--out", tmp_path / "out")
     assert result.returncode == 0, result.stderr

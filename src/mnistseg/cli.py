@@ -109,8 +109,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     from mnistseg.device import PRECISION_CHOICES
     from mnistseg.inference import ENGINES
     from mnistseg.model import DECODERS
-    from mnistseg.postprocess import VOTES
-    from mnistseg.recipes import DEFAULT_PRESET, presets
+    from mnistseg.recipes import DEFAULT_PRESET, VOTES, presets
 
     parser = OneLineArgumentParser(prog="mnistseg", description="Semantic segmentation on MNIST.")
     parser.add_argument("--version", action="store_true", help="print the version and exit")

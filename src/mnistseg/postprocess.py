@@ -24,7 +24,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-VOTES = ("none", "region", "parts")
+from mnistseg.recipes import VOTES
+
 # The 8 neighbours of a pixel, as (dy, dx).
 NEIGHBOURS = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0))
 

@@ -25,11 +25,13 @@ import torch
 from mnistseg.datasets import DATASETS, DEFAULT_THRESHOLD, NUM_CLASSES, get_dataset
 from mnistseg.device import PRECISION_CHOICES, resolve_precision
 from mnistseg.model import ModelConfig
-from mnistseg.postprocess import VOTES
 
 DEFAULT_PRESET = "fast"
+VOTES = ("none", "region", "parts")  # how logits become a mask: mnistseg.postprocess says what each does
 # The vote of a preset trained on generated canvases (--dataset scenes or rows), whose digits
-# may touch: the parts rule keeps touching digits apart (benchmarks/touching_digits.py).
+# may touch: the parts rule keeps touching digits apart, where the region vote reads almost no
+# touching pair right (benchmarks/results/touching_digits_bundled_val.json). On single digits
+# the region vote stays: the parts rule scores them a little lower (the same file).
 SCENES_VOTE = "parts"
 # What a preset changes where its run resolves to float32 on a CPU (no native bf16: most
 # laptops, :func:`mnistseg.device.resolve_precision`), so that each CPU class runs what is fast there:
