@@ -33,7 +33,7 @@ VALIDATION_HOW = "the network's argmax, no post-processing"
 
 def scored_how(test: dict[str, Any]) -> str:
     """How ``mnistseg evaluate`` scored a summary, e.g. ``"bf16, test-time shifts, region vote"``."""
-    vote = {True: "region", False: "none", None: "none"}.get(test.get("vote"), test.get("vote"))  # older: a flag
+    vote = test.get("vote", "none")
     return (
         test.get("precision", "fp32")
         + (", test-time shifts" if test.get("tta") else "")

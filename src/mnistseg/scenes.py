@@ -165,7 +165,7 @@ def make_rows(
 
     rows = torch.zeros(count, size, size, dtype=torch.uint8)
     masks = torch.zeros(count, size, size, dtype=torch.int64)
-    middle = (size - 28) // 2
+    middle, level = (size - 28) // 2, threshold * 255
     for row in range(count):
         brightest = np.zeros((size, 3 * size), dtype=np.uint8)  # wide enough to build on, cropped after
         mask = np.zeros(brightest.shape, dtype=np.int64)
@@ -176,15 +176,16 @@ def make_rows(
             top = middle + draw(-ROW_JITTER, ROW_JITTER)
             piece = np.zeros((size, 28), dtype=np.uint8)
             piece[top : top + 28] = digit
+            ink = piece > level
             left = 0
             if place:
-                offset = touching_offset(brightest > threshold * 255, piece > threshold * 255)
+                offset = touching_offset(brightest > level, ink)
                 left = max(0, (end if offset is None else offset) + draw(*spacing))
-            ink_columns = np.flatnonzero((piece > threshold * 255).any(axis=0))
-            if place and len(ink_columns) and left + ink_columns[-1] >= size + _first_ink(brightest, threshold):
-                break  # the row would be wider than the canvas
+                last_ink = left + int(np.flatnonzero(ink.any(axis=0)).max(initial=0))
+                if last_ink - _ink_span(brightest, threshold)[0] >= size:
+                    break  # the row would be wider than the canvas
             window = (slice(None), slice(left, left + 28))
-            wins = (piece >= brightest[window]) & (piece > threshold * 255)
+            wins = (piece >= brightest[window]) & ink
             mask[window] = np.where(wins, int(labels[index]) + 1, mask[window])
             brightest[window] = np.maximum(brightest[window], piece)
             end = max(end, left + 28)
@@ -206,10 +207,6 @@ def _ink_span(canvas: np.ndarray, threshold: float) -> tuple[int, int]:
     """First and last column of ``canvas`` holding ink (0, 0 for a blank one)."""
     columns = np.flatnonzero((canvas > threshold * 255).any(axis=0))
     return (int(columns[0]), int(columns[-1])) if len(columns) else (0, 0)
-
-
-def _first_ink(canvas: np.ndarray, threshold: float) -> int:
-    return _ink_span(canvas, threshold)[0]
 
 
 def compose(
