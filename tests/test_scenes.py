@@ -10,9 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch import Tensor
 
-from mnistseg.data import load_arrays, split_indices
+from mnistseg.data import FreshCanvases, load_arrays, split_batches, split_indices
 from mnistseg.recipes import get_preset
+from mnistseg.resume import loader_generators
 from mnistseg.scenes import TEST_SCENE_SEED, TEST_SCENES, make_rows, make_scenes, touching_offset
 from mnistseg.train import make_batches
 
@@ -86,14 +88,15 @@ def test_scenes_are_deterministic_and_use_only_the_digits_given(data_root: Path)
     assert set(first[1].unique().tolist()) == {0, 8}  # only sevens were given
 
 
+@pytest.mark.parametrize("augment", [False, True])
 @pytest.mark.parametrize("dataset", ["scenes", "rows"])
 def test_training_scenes_draw_only_training_split_digits(
-    data_root: Path, monkeypatch: pytest.MonkeyPatch, dataset: str
+    data_root: Path, monkeypatch: pytest.MonkeyPatch, dataset: str, augment: bool
 ) -> None:
     # The split written into the labels: every training-split digit a 1, every validation digit
     # a 2. A training canvas may then hold only class 2 (1 + 1) and background, a validation
     # canvas only class 3: one digit from the other split would show as the other class.
-    recipe = get_preset("fast", dataset=dataset, subset=600)
+    recipe = get_preset("fast", dataset=dataset, subset=600, augment=augment)
     images, _ = load_arrays(data_root, train=True)
     train_index, val_index = split_indices(600, recipe.seed)
     marked = torch.zeros(len(images), dtype=torch.int64)
@@ -123,8 +126,33 @@ def test_train_and_evaluate_scenes_from_the_cli(data_root: Path, tmp_path: Path,
     images, labels = load_arrays(data_root, train=False)
     _, masks = make(images, labels, TEST_SCENES, TEST_SCENE_SEED)
     assert summary["tp"] + summary["fn"] == int((masks > 0).sum())  # every test-canvas digit pixel, once
-    refused = run("train", "--preset", "best", "--dataset", dataset, "--root", data_root, "--out", tmp_path / "x")
-    assert refused.returncode == 1 and "--no-augment" in refused.stderr
+    refused = run("train", "--dataset", dataset, "--vote", "region", "--root", data_root, "--out", tmp_path / "x")
+    assert refused.returncode == 1 and "--vote parts" in refused.stderr
+
+
+def test_augmented_rows_are_new_every_epoch_and_resume_where_they_left(data_root: Path) -> None:
+    images, labels = load_arrays(data_root, train=True)
+
+    def loader() -> FreshCanvases:
+        batches = split_batches("rows", images[:300], labels[:300], "train", 25, seed=3, augment=True)
+        assert isinstance(batches, FreshCanvases) and len(batches) == 4  # 100 canvases, a third of 300 digits
+        return batches
+
+    def epoch(batches: FreshCanvases) -> Tensor:  # every image and mask of one pass, one row each
+        return torch.cat([torch.cat([x.flatten(1), m.flatten(1)], 1) for x, m in batches])
+
+    first = loader()
+    epochs = [epoch(first) for _ in range(3)]
+    x, m = next(iter(first))
+    assert torch.equal(x, (x * 255).round() / 255)  # warped digits back on 8-bit levels
+    assert torch.equal(m > 0, x[:, 0] > 0.2)  # the mask is the threshold rule on the warped canvas
+    assert not torch.equal(epochs[0], epochs[1]) and not torch.equal(epochs[1], epochs[2])
+    again = loader()
+    assert torch.equal(epoch(again), epochs[0])
+    resumed = loader()  # given the generators' states after one epoch, as a resumed run is
+    for target, source in zip(loader_generators(resumed), loader_generators(again), strict=True):
+        target.set_state(source.get_state())
+    assert torch.equal(epoch(resumed), epochs[1])
 
 
 @pytest.mark.parametrize("size", [30, 20])

@@ -277,6 +277,59 @@ class BatchedLoader:
                 yield images, masks
 
 
+class FreshCanvases(BatchedLoader):
+    """Training canvases of several digits (:mod:`mnistseg.scenes`), composed anew every epoch.
+
+    This is the augmentation of a data set of generated canvases: each epoch places other
+    digits, in other numbers and at other places, each digit first warped by its own draw of
+    the random affine (and put back on 8-bit levels; its mask follows the threshold rule on
+    the warped digit, as ``mask_mode="derive"``). Each epoch's seed is drawn from the order
+    generator, the same on every rank and restored on resume, so a resumed run composes the
+    canvases an uninterrupted one would.
+
+    Args:
+        layout: "scattered" or "rows" (:func:`mnistseg.scenes.compose`).
+        digits: uint8 ``[N, 28, 28]``, the split's digits to place.
+        digit_labels: int64 ``[N]``.
+        count: canvases per epoch.
+        size: canvas height and width.
+        other arguments: as :class:`BatchedLoader` (always shuffled).
+
+    Batches: images float32 ``[B, 1, size, size]`` in 0..1, masks int64 ``[B, size, size]``.
+    """
+
+    def __init__(
+        self,
+        layout: str,
+        digits: Tensor,
+        digit_labels: Tensor,
+        count: int,
+        size: int,
+        batch_size: int,
+        threshold: float = DEFAULT_THRESHOLD,
+        seed: int = 0,
+        device: torch.device | str = "cpu",
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        placeholder = torch.zeros(count, size, size, dtype=torch.uint8)  # replaced at the start of each epoch
+        super().__init__(placeholder, torch.zeros(count, dtype=torch.int64), batch_size, threshold, shuffle=True,
+                         seed=seed, device=device, rank=rank, world_size=world_size, masks=placeholder)  # fmt: skip
+        self.layout, self.size = layout, size
+        self.digits = digits.to(self.device).unsqueeze(1)  # (N, 1, 28, 28), uint8
+        self.digit_labels = digit_labels
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        seed = int(torch.randint(2**31 - 1, (1,), generator=self.order_generator, device=self.device))
+        warp_generator = torch.Generator(device=self.device).manual_seed(seed)  # the same digits on every rank
+        digits = augment_batch(self.digits.to(torch.float32).div_(255.0), generator=warp_generator)
+        digits = digits.mul_(255).round_().to(torch.uint8)[:, 0].cpu()  # (N, 28, 28)
+        canvases, masks = compose(self.layout, digits, self.digit_labels, len(self.labels), seed, self.threshold,
+                                  self.size)  # fmt: skip
+        self.images, self.masks = canvases.to(self.device).unsqueeze(1), masks.to(self.device)
+        yield from super().__iter__()
+
+
 def split_batches(
     dataset: str,
     images: Tensor,
@@ -295,7 +348,8 @@ def split_batches(
 
     For a data set of generated scenes (:mod:`mnistseg.scenes`) the digits given are placed
     on canvases first: a third as many scenes as digits for training and validation (new
-    ones for each ``seed``), the fixed :data:`~mnistseg.scenes.TEST_SCENES` for the test split.
+    ones for each ``seed``), the fixed :data:`~mnistseg.scenes.TEST_SCENES` for the test split;
+    augmented training canvases are composed anew every epoch (:class:`FreshCanvases`).
 
     Args:
         dataset: a name in :data:`mnistseg.datasets.DATASETS`.
@@ -312,22 +366,20 @@ def split_batches(
         world_size: number of shards.
 
     Raises:
-        ValueError: for an unknown split or data set, or augmentation of a data set without it.
+        ValueError: for an unknown split or data set.
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     spec = get_dataset(dataset)
     training = split == "train"
-    if augment and not spec.augment:
-        raise ValueError(f"{dataset} trains without augmentation (add --no-augment)")
-    common = {"shuffle": training, "seed": seed + 1, "device": device, "rank": rank, "world_size": world_size}
+    common = {"seed": seed + 1, "device": device, "rank": rank, "world_size": world_size}
     if not spec.scenes:
         return BatchedLoader(images, labels, batch_size, threshold, augment=augment and training,
-                             mask_mode=mask_mode, **common)  # fmt: skip
-    if split == "test":
-        count, scene_seed = TEST_SCENES, TEST_SCENE_SEED
-    else:
-        count, scene_seed = max(1, round(len(labels) * SCENES_PER_DIGIT)), seed + (11 if training else 12)
+                             mask_mode=mask_mode, shuffle=training, **common)  # fmt: skip
+    count = TEST_SCENES if split == "test" else max(1, round(len(labels) * SCENES_PER_DIGIT))
+    if training and augment:
+        return FreshCanvases(spec.layout, images, labels, count, spec.image_size, batch_size, threshold, **common)
+    scene_seed = {"train": seed + 11, "val": seed + 12, "test": TEST_SCENE_SEED}[split]
     scenes, masks = compose(spec.layout, images, labels, count, scene_seed, threshold, size=spec.image_size)
     no_labels = torch.zeros(count, dtype=torch.int64)  # the masks carry the classes
-    return BatchedLoader(scenes, no_labels, batch_size, threshold, masks=masks, **common)
+    return BatchedLoader(scenes, no_labels, batch_size, threshold, masks=masks, shuffle=training, **common)

@@ -48,7 +48,6 @@ class DatasetSpec:
         image_size: height and width of its images.
         layout: for generated canvases of several digits (:mod:`mnistseg.scenes`), how they
             are placed: "scattered" or "rows"; None: the raw images as they are.
-        augment: whether the random affine may be applied to its training split.
         hub_id: the Hugging Face hub's name for the data it comes from (model cards).
         pixel_mean: mean intensity (0..1) of its training images, measured once here.
         pixel_std: their standard deviation; a recipe with ``normalize`` feeds the network
@@ -60,7 +59,6 @@ class DatasetSpec:
     raw: prepare.RawFiles
     image_size: int = 28
     layout: str | None = None
-    augment: bool = True
     hub_id: str = "mnist"
     pixel_mean: float = 0.1307
     pixel_std: float = 0.3081
@@ -90,14 +88,13 @@ DATASETS: Mapping[str, DatasetSpec] = MappingProxyType(
             pixel_mean=0.2860,
             pixel_std=0.3530,
         ),  # fmt: skip
-        # 1-5 MNIST digits on a 64x64 canvas; their random placement is their augmentation.
+        # 1-5 MNIST digits on a 64x64 canvas; augmented, new canvases of warped digits every epoch.
         "scenes": DatasetSpec(
             "scenes",
             DIGIT_NAMES,
             prepare.MNIST,
             image_size=64,
             layout="scattered",
-            augment=False,
             pixel_mean=0.0697,
             pixel_std=0.2345,
         ),  # fmt: skip
@@ -108,7 +105,6 @@ DATASETS: Mapping[str, DatasetSpec] = MappingProxyType(
             prepare.MNIST,
             image_size=64,
             layout="rows",
-            augment=False,
             pixel_mean=0.0501,
             pixel_std=0.2013,
         ),  # fmt: skip

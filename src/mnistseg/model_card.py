@@ -41,6 +41,15 @@ def scored_how(test: dict[str, Any]) -> str:
     )
 
 
+# What the model's post-processing rule (``recipe.vote``) does to digits that touch.
+TOUCHING_LIMITS = {
+    "region": "* Two digits that touch form one region and are read as one digit (the region vote).",
+    "parts": "* Digits that touch are kept apart where the network gives each a coherent part of the region "
+    "(the parts rule), not always: `benchmarks/touching_digits.py` says how often.",
+    "none": "* The network's own pixels, without a vote: a digit may come out in pieces of several classes.",
+}
+
+
 def model_card(folder: str | Path, record: CheckpointRecord, test: dict[str, Any] | None = None) -> str:
     """The text of a checkpoint folder's model card.
 
@@ -119,7 +128,7 @@ def model_card(folder: str | Path, record: CheckpointRecord, test: dict[str, Any
         "",
         "## Limits",
         "",
-        "* Two digits that touch form one region and are read as one digit.",
+        TOUCHING_LIMITS[recipe.vote],
         "* Trained on MNIST's centred, 20-pixel digits with 2-3 pixel strokes: `mnistseg predict` brings a "
         "picture to that size and stroke width first; very thin or very thick pens, unusual styles and "
         "other scripts are read less well.",

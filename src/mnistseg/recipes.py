@@ -80,7 +80,8 @@ class Recipe:
             longer follows the threshold rule on the bilinearly warped image, and the network
             learns that mismatch (one v0.1 run: far lower test IoU; docs/command-line.md). The
             per-item path always warps, as the reference.
-        augment: apply the random affine to the training split.
+        augment: apply the random affine to the training split (scenes and rows: compose new
+            canvases of warped digits every epoch, :class:`mnistseg.data.FreshCanvases`).
         ema_decay: keep an exponential moving average of the weights with this decay per
             step, and validate and save the average (0 turns it off).
         tta: ``mnistseg evaluate`` averages the logits over 1-pixel shifts (5 passes).
@@ -95,7 +96,7 @@ class Recipe:
         threshold: intensity over which a pixel is foreground.
         dataset: a name in :data:`mnistseg.datasets.DATASETS`: "mnist", "fashion-mnist", or
             "scenes" (1-5 MNIST digits scattered on a 64x64 canvas) or "rows" (1-3 touching
-            digits side by side on one); scenes and rows train without augmentation.
+            digits side by side on one).
         subset: use only the first N training images (then split 5:1); None for all.
     """
 
@@ -154,8 +155,6 @@ class Recipe:
         spec = get_dataset(self.dataset)
         if spec.scenes and self.loader != "batched":
             raise ValueError(f"{self.dataset} is made in memory: it trains with the batched loader (--loader batched)")
-        if self.augment and not spec.augment:
-            raise ValueError(f"{self.dataset} trains without augmentation (add --no-augment)")
         if self.vote == "region" and spec.scenes:
             raise ValueError(
                 f"{self.dataset}'s digits can touch, and the region vote makes a region one digit: "
