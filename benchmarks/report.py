@@ -481,14 +481,19 @@ def touching_digits(results: Path) -> list[str]:
     kinds = ("pairs", "triples", "printed pairs")
     header = ["rule", "MNIST pairs", "MNIST triples", "printed pairs", "single digits IoU"]
     lines = []
+
+    def share(right: int, rows: int) -> str:
+        return f"{right}/{rows} ({right / rows:.1%})"
+
     for name in TOUCHING_FILES:
         record = load(results, name)
         body = []
         for rule in record["rules"]:
             cells = [record[kind][rule] for kind in kinds]
             own = " (the model's own)" if rule == record.get("model_rule") else ""
-            body.append([f"`{rule}`{own}", *(f"{c['read_right']}/{c['rows']} ({c['read_right'] / c['rows']:.1%})"
-                                            for c in cells), f"{record['single digits IoU'][rule]:.4f}"])  # fmt: skip
+            body.append([f"`{rule}`{own}", *(share(c["read_right"], c["rows"]) + "; different digits "
+                                             + share(*c["different_digits"]) for c in cells),
+                         f"{record['single digits IoU'][rule]:.4f}"])  # fmt: skip
         model = record.get("model", record["checkpoint"])
         lines += [f"{made_by(record, name)}; {record['split']} digits; model: {model}:", "", *table(header, body), ""]
     return lines[:-1]

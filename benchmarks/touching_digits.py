@@ -7,6 +7,8 @@ digits, left to right. Each row is run through the model once; every post-proces
 then applied to the same logits: none (the network alone), the region vote (``fast``'s), and
 the parts rule at several shares (``mnistseg.postprocess.vote_by_parts``). Beside it, the single digits' IoU
 under each rule, so that a rule that parts touching digits is seen not to cost single ones.
+Each count is also given for the rows of different digits alone: two touching digits of the
+same class are one patch of one class in any class mask, which no rule on it can part.
 
 Choose on ``--split val`` (the checkpoint's own validation digits); report on ``--split test``
 once. Usage::
@@ -110,6 +112,7 @@ def read_rows(model: InferenceModel, rows: list[tuple], rules: dict[str, Inferen
     """Per rule, how many rows read right, in all and per kind (overlap or font)."""
     names = model.record.class_names
     right = {rule: {} for rule in rules}
+    distinct = {rule: [0, 0] for rule in rules}  # rows of different digits only: a class mask can part those
     for digits, kind, image in rows:
         page = np.pad(np.clip(image, 0, 1), 8)  # a margin of paper around the row
         picture = Image.fromarray(np.uint8(np.round(255 - page * 255)))  # dark ink on white, as a page
@@ -121,9 +124,12 @@ def read_rows(model: InferenceModel, rows: list[tuple], rules: dict[str, Inferen
             counts = right[rule].setdefault(str(kind), [0, 0])
             counts[0] += found == digits
             counts[1] += 1
+            if len(set(digits)) == len(digits):
+                distinct[rule][0] += found == digits
+                distinct[rule][1] += 1
     return {
         rule: {"read_right": sum(c[0] for c in per_kind.values()), "rows": sum(c[1] for c in per_kind.values()),
-               "per_kind": per_kind}
+               "per_kind": per_kind, "different_digits": distinct[rule]}
         for rule, per_kind in right.items()
     }  # fmt: skip
 
@@ -163,6 +169,7 @@ def main() -> None:
     print(f"{model.describe()}, {args.split} digits; rows read right as the right digits:")
     for rule in rules:
         cells = [f"{kind} {results[kind][rule]['read_right']}/{results[kind][rule]['rows']}"
+                 f" (different digits {'/'.join(map(str, results[kind][rule]['different_digits']))})"
                  for kind in ("pairs", "triples", "printed pairs")]  # fmt: skip
         print(f"  {rule:<12} " + ", ".join(cells) + f"; single digits IoU {results['single digits IoU'][rule]:.4f}")
     own = next((rule for rule, policy in rules.items() if policy == model.policy), None)
