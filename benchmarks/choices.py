@@ -3,7 +3,8 @@
 Each variant is a real ``mnistseg train --preset fast`` process with some flags changed,
 trained once per seed. Its figures: the whole process's wall time, and the validation IoU
 of the saved checkpoint (the held-out sixth of the preset's 21,600 images), plain as the
-trainer reports it and with the region vote the preset is evaluated with. The test set is
+trainer reports it (the network alone: its argmax, no vote) and with the region vote the
+preset is evaluated with. The test set is
 never read here. The choices of ``best`` (moving average, test-time shifts) are measured on
 validation by ``time_to_quality.py`` from each ``best`` run's own weights.
 
@@ -47,6 +48,14 @@ VARIANTS = (
     ("17,000 images (subset 20,400)", ["--subset", "20400"]),
     ("the previous fast network, width 16 (lr 2e-3)",
      ["--widths", "16,32,64", "--decoder", "concat", "--no-input-to-head", "--lr", "2e-3"]),
+    # Towards a network that needs no vote (issue 24): what the class scores see.
+    ("head at 300x the rate (best's)", ["--head-lr-scale", "300"]),
+    ("class scores from the bottleneck alone, head at 300x", ["--no-half-scores", "--head-lr-scale", "300"]),
+    ("3 bottleneck blocks, class scores from there alone, head at 300x",
+     ["--bottleneck-blocks", "3", "--no-half-scores", "--head-lr-scale", "300"]),
+    ("4 bottleneck blocks, class scores from there alone, head at 300x",
+     ["--bottleneck-blocks", "4", "--no-half-scores", "--head-lr-scale", "300"]),
+    ("4 bottleneck blocks, class scores from there alone", ["--bottleneck-blocks", "4", "--no-half-scores"]),
 )  # fmt: skip
 
 

@@ -150,3 +150,27 @@ def test_bad_widths_are_refused() -> None:
     for widths in ((4, 8), (4, 0, 16), (4, 8.5, 16)):
         with pytest.raises(ValueError, match="widths must be three positive integers"):
             SimpleUNet(widths=widths)  # type: ignore[arg-type]
+
+
+def test_a_deeper_bottleneck_and_class_scores_from_it_alone_by_hand() -> None:
+    # fast's 16/32/64 score network (72,996 above); each bottleneck block more is a 3x3 conv
+    # 64->64 without bias and its BatchNorm, 9*64*64 + 2*64 = 36,992; without the half-size
+    # class scores its 1x1 conv 32*10 = 320 goes. 72,996 + 2 * 36,992 - 320 = 146,660.
+    model = SimpleUNet(widths=(16, 32, 64), input_to_head=True, decoder="scores", bottleneck_blocks=4,
+                       half_scores=False)  # fmt: skip
+    assert count_parameters(model) == 72_996 + 2 * 36_992 - 320 == 146_660
+    assert [layer.in_channels for layer in model.what] == [64]  # the bottleneck's scores alone
+    assert sum(isinstance(layer, torch.nn.Conv2d) for layer in model.bottleneck) == 4
+    assert model(torch.rand(2, 1, 28, 28)).shape == (2, 11, 28, 28)
+    assert model.config.describe() == (
+        "SimpleUNet widths 16/32/64, input at the head, score decoder, 4 bottleneck blocks, "
+        "class scores from the bottleneck alone"
+    )
+    assert SimpleUNet.from_config(model.config).config == model.config
+    # Files written before these fields load as the network they describe: 2 blocks, both levels' scores.
+    old = {"in_channels": 1, "num_classes": 11, "widths": [16, 32, 64], "input_to_head": True, "decoder": "scores"}
+    assert ModelConfig.from_json(old) == SimpleUNet(widths=(16, 32, 64), input_to_head=True, decoder="scores").config
+    with pytest.raises(ValueError, match="bottleneck_blocks"):
+        ModelConfig(bottleneck_blocks=0)
+    with pytest.raises(ValueError, match="score decoder"):
+        ModelConfig(half_scores=False)  # the concat decoder always uses every level

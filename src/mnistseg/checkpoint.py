@@ -28,7 +28,7 @@ from mnistseg.recipes import Recipe, recipe_differences
 
 # The recipe's fields that config.json keeps outside its "recipe" section: the network's (in
 # "model", the input's normalisation as its mean and std) and how the model is used ("inference").
-NETWORK_FIELDS = ("widths", "input_to_head", "decoder", "normalize")
+NETWORK_FIELDS = ("widths", "input_to_head", "decoder", "bottleneck_blocks", "half_scores", "normalize")
 INFERENCE_FIELDS = ("tta", "vote")
 WEIGHTS_FILE = "model.safetensors"
 LAST_WEIGHTS_FILE = "last.safetensors"
@@ -137,6 +137,7 @@ class CheckpointRecord:
             model = ModelConfig.from_json(data["model"])
             normalize = (model.input_mean, model.input_std) != (0.0, 1.0)
             stored.update(widths=model.widths, input_to_head=model.input_to_head, decoder=model.decoder,
+                          bottleneck_blocks=model.bottleneck_blocks, half_scores=model.half_scores,
                           normalize=normalize)  # fmt: skip
             stored.update({key: value for key, value in (data.get("inference") or {}).items() if key in known})
             recipe = Recipe(**stored)

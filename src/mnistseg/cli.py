@@ -148,6 +148,8 @@ def get_args_parser() -> argparse.ArgumentParser:
         ("widths", {"type": level_widths, "metavar": "FULL,HALF,QUARTER"}, "U-Net channels per level"),
         ("input_to_head", {"action": switch}, "the 1x1 head also sees the input image"),
         ("decoder", {"choices": DECODERS}, "U-Net decoder: the reference's, or where/what score maps"),
+        ("bottleneck_blocks", {"type": positive_int}, "3x3 conv blocks at quarter size (the reference's 2)"),
+        ("half_scores", {"action": switch}, "score decoder: class scores from the half-size level too"),
         ("normalize", {"action": switch}, "standardise the input with the data set's pixel mean and std"),
         ("seed", {"type": int}, "seeds split, weights, order and augmentation"),
         ("subset", {"type": positive_int}, "train on the first N training images, split 5:1"),

@@ -11,7 +11,7 @@ conv head gives per-pixel logits. At widths 64/128/256 this is exactly the refer
 The skips matter: the bottleneck sees the whole digit (it knows *which* digit) but at
 7x7 it cannot say *where* each stroke pixel is; the 28x28 encoder features can.
 
-Four variants, all off by default so that ``SimpleUNet()`` stays the article's network:
+Five variants, all off by default so that ``SimpleUNet()`` stays the article's network:
 ``widths`` sets each level's channels on its own (the full-resolution level costs the
 most per channel, the 7x7 bottleneck the least, and it is the bottleneck that tells the
 digits apart); ``input_to_head`` concatenates the input image to the last features
@@ -33,6 +33,13 @@ still learns where a stroke ends from the masks (nothing knows the threshold); i
 only which level answers which question. No 3x3 conv runs on up-sampled maps, which
 makes a training step about 2x cheaper on a CPU, and the split learns from far fewer
 images (measurements in ``recipes.py``).
+
+The fifth widens what the coarse level sees: ``bottleneck_blocks`` 3x3 conv blocks at
+quarter size (the reference's 2; each more lets a bottleneck pixel see 8 pixels further),
+and, for the score decoder, ``half_scores=False`` takes the class scores from the bottleneck
+alone. The half-size scores see about 13 pixels, less than a digit, so a stroke's end can
+disagree with the rest of its digit: the vote mends that afterwards, a wider bottleneck
+alone mends it in the network (``benchmarks/choices.py``).
 """
 
 from __future__ import annotations
@@ -65,6 +72,9 @@ class ModelConfig:
             "scores" (1x1 score maps per level, the background decided at full resolution).
         input_mean: subtracted from the input before anything else (0 for none).
         input_std: the input is then divided by this (1 for none).
+        bottleneck_blocks: 3x3 conv blocks at quarter size (the reference's 2).
+        half_scores: the score decoder's class scores also come from the half-size level
+            (FCN's skip); False: from the bottleneck alone. True for the concat decoder.
     """
 
     in_channels: int = 1
@@ -74,9 +84,11 @@ class ModelConfig:
     decoder: str = "concat"
     input_mean: float = 0.0
     input_std: float = 1.0
+    bottleneck_blocks: int = 2
+    half_scores: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("in_channels", "num_classes"):
+        for name in ("in_channels", "num_classes", "bottleneck_blocks"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -90,12 +102,15 @@ class ModelConfig:
         ):
             raise ValueError(f"widths must be three positive integers (full, half, quarter), got {self.widths!r}")
         object.__setattr__(self, "widths", widths)
-        if not isinstance(self.input_to_head, bool):
-            raise ValueError(f"input_to_head must be true or false, got {self.input_to_head!r}")
+        for name in ("input_to_head", "half_scores"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if not self.input_std > 0:
             raise ValueError(f"input_std must be positive, got {self.input_std!r}")
         if self.decoder not in DECODERS:
             raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, got {self.decoder!r}")
+        if not self.half_scores and not self.score_decoder:
+            raise ValueError("half_scores=False is for the score decoder; the concat decoder always uses every level")
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ModelConfig:
@@ -118,6 +133,8 @@ class ModelConfig:
             f"SimpleUNet widths {'/'.join(map(str, self.widths))}"
             + (", input at the head" if self.input_to_head else "")
             + (", score decoder" if self.score_decoder else "")
+            + (f", {self.bottleneck_blocks} bottleneck blocks" if self.bottleneck_blocks != 2 else "")
+            + (", class scores from the bottleneck alone" if not self.half_scores else "")
             + (", normalised input" if (self.input_mean, self.input_std) != (0.0, 1.0) else "")
         )
 
@@ -144,6 +161,8 @@ class SimpleUNet(nn.Module):
         decoder: "concat" (the reference's) or "scores" (see the module's docstring).
         input_mean: the network first computes ``(images - input_mean) / input_std``.
         input_std: see ``input_mean``.
+        bottleneck_blocks: 3x3 conv blocks at quarter size (the reference's 2).
+        half_scores: score decoder: class scores from the half-size level too (see the module's docstring).
 
     Input float ``[N, in_channels, H, W]`` with H and W divisible by 4; output logits
     float ``[N, num_classes, H, W]``. ``argmax(dim=1)`` of the logits is the mask.
@@ -159,13 +178,16 @@ class SimpleUNet(nn.Module):
         decoder: str = "concat",
         input_mean: float = 0.0,
         input_std: float = 1.0,
+        bottleneck_blocks: int = 2,
+        half_scores: bool = True,
     ) -> None:
         super().__init__()
         if widths is None:
             if not isinstance(base_width, int) or isinstance(base_width, bool) or base_width < 1:
                 raise ValueError(f"base_width must be a positive integer, got {base_width!r}")
             widths = widths_from_base(base_width)
-        self.config = ModelConfig(in_channels, num_classes, widths, input_to_head, decoder, input_mean, input_std)
+        self.config = ModelConfig(in_channels, num_classes, widths, input_to_head, decoder, input_mean, input_std,
+                                  bottleneck_blocks, half_scores)  # fmt: skip
         w1, w2, w3 = self.config.widths
 
         self.encoder = nn.ModuleList(
@@ -182,8 +204,8 @@ class SimpleUNet(nn.Module):
         self.bottleneck = nn.Sequential(
             nn.MaxPool2d(2),
             *conv_bn_relu(w2, w3),
-            *conv_bn_relu(w3, w3),  # (N, w3, H/4, W/4)
-        )
+            *(layer for _ in range(self.config.bottleneck_blocks - 1) for layer in conv_bn_relu(w3, w3)),
+        )  # (N, w3, H/4, W/4)
         # Doubles the size: before each concat decoder block, to match its skip; or the score maps.
         self.upsample = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)
         head_inputs = w1 + (in_channels if input_to_head else 0)
@@ -198,8 +220,8 @@ class SimpleUNet(nn.Module):
         else:  # "scores": where (background or not) at full size, what (which class) from the coarse levels
             self.where = nn.Conv2d(head_inputs, 2, 1)  # (N, 2, H, W)
             self.what = nn.ModuleList(
-                [nn.Conv2d(width, num_classes - 1, 1, bias=False) for width in (w2, w3)]
-            )  # (N, num_classes - 1, H/2, W/2) and (.., H/4, W/4)
+                [nn.Conv2d(width, num_classes - 1, 1, bias=False) for width in ((w2, w3) if half_scores else (w3,))]
+            )  # (N, num_classes - 1, H/2, W/2) if half_scores, and (.., H/4, W/4): the bottleneck's last
 
     @property
     def pixel_head(self) -> nn.Conv2d:
@@ -212,6 +234,7 @@ class SimpleUNet(nn.Module):
         return cls(
             config.in_channels, config.num_classes, widths=config.widths, input_to_head=config.input_to_head,
             decoder=config.decoder, input_mean=config.input_mean, input_std=config.input_std,
+            bottleneck_blocks=config.bottleneck_blocks, half_scores=config.half_scores,
         )  # fmt: skip
 
     def forward(self, images: Tensor) -> Tensor:
@@ -251,7 +274,9 @@ class SimpleUNet(nn.Module):
     def _scores_head(self, images: Tensor, skips: list[Tensor], bottleneck: Tensor) -> Tensor:
         """The "scores" decoder: ``[N, num_classes, H, W]`` logits from the encoder's maps."""
         full, half = skips  # (N, w1, H, W), (N, w2, H/2, W/2)
-        what = self.upsample(self.what[1](bottleneck)) + self.what[0](half)  # (N, C-1, H/2, W/2)
+        what = self.upsample(self.what[-1](bottleneck))  # (N, C-1, H/2, W/2)
+        if self.config.half_scores:
+            what = what + self.what[0](half)
         what = self.upsample(what).log_softmax(dim=1)  # (N, C-1, H, W): log p(class), from the whole digit
         if self.config.input_to_head:
             full = torch.cat([full, images.to(full.dtype)], dim=1)

@@ -65,6 +65,9 @@ class Recipe:
         input_to_head: the U-Net's 1x1 head also sees the input image.
         decoder: the U-Net's decoder, "concat" (the reference's) or "scores"
             (:class:`mnistseg.model.SimpleUNet`: where at full size, what from the coarse levels).
+        bottleneck_blocks: the U-Net's 3x3 conv blocks at quarter size (the reference's 2).
+        half_scores: the score decoder's class scores also come from the half-size level
+            (False: from the bottleneck alone; :class:`mnistseg.model.SimpleUNet`).
         normalize: the network standardises its input with the data set's pixel mean and
             standard deviation (:class:`mnistseg.datasets.DatasetSpec`).
         schedule: "constant" or "onecycle" (warm up, then anneal to ~0, per step).
@@ -108,6 +111,8 @@ class Recipe:
     widths: tuple[int, int, int] = (64, 128, 256)
     input_to_head: bool = False
     decoder: str = "concat"
+    bottleneck_blocks: int = 2
+    half_scores: bool = True
     normalize: bool = False
     schedule: str = "constant"
     precision: str = "fp32"
@@ -168,7 +173,8 @@ class Recipe:
         """The model this recipe trains."""
         spec = get_dataset(self.dataset)
         mean, std = (spec.pixel_mean, spec.pixel_std) if self.normalize else (0.0, 1.0)
-        return ModelConfig(1, NUM_CLASSES, self.widths, self.input_to_head, self.decoder, mean, std)
+        return ModelConfig(1, NUM_CLASSES, self.widths, self.input_to_head, self.decoder, mean, std,
+                           self.bottleneck_blocks, self.half_scores)  # fmt: skip
 
 
 def presets() -> dict[str, Recipe]:
