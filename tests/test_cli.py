@@ -61,7 +61,7 @@ def test_train_writes_checkpoint_metrics_and_figures(trained: Path) -> None:
     widths = get_preset("fast", torch.device("cpu")).widths  # 16/32/64 where bf16 is native, else 8/32/64
     assert config["model"] == {
         "in_channels": 1, "num_classes": 11, "widths": list(widths), "input_to_head": True,
-        "decoder": "scores", "input_mean": 0.0, "input_std": 1.0,
+        "decoder": "scores", "input_mean": 0.0, "input_std": 1.0, "bottleneck_blocks": 2, "half_scores": True,
     }  # fmt: skip
     assert config["recipe"]["name"] == "fast" and config["recipe"]["subset"] == 600
     assert config["inference"] == {"tta": False, "vote": "region"}
