@@ -128,6 +128,9 @@ def test_train_and_evaluate_scenes_from_the_cli(data_root: Path, tmp_path: Path,
     assert summary["tp"] + summary["fn"] == int((masks > 0).sum())  # every test-canvas digit pixel, once
     refused = run("train", "--dataset", dataset, "--vote", "region", "--root", data_root, "--out", tmp_path / "x")
     assert refused.returncode == 1 and "--vote parts" in refused.stderr
+    refused = run("train", "--preset", "best", "--dataset", dataset, "--mask-mode", "warp", "--root", data_root,
+                  "--out", tmp_path / "y")  # fmt: skip
+    assert refused.returncode == 1 and "--mask-mode derive" in refused.stderr
 
 
 def test_augmented_rows_are_new_every_epoch_and_resume_where_they_left(data_root: Path) -> None:

@@ -88,7 +88,7 @@ DATASETS: Mapping[str, DatasetSpec] = MappingProxyType(
             pixel_mean=0.2860,
             pixel_std=0.3530,
         ),  # fmt: skip
-        # 1-5 MNIST digits on a 64x64 canvas; augmented, new canvases of warped digits every epoch.
+        # 1-5 MNIST digits on a 64x64 canvas (augmented: new canvases of warped digits every epoch).
         "scenes": DatasetSpec(
             "scenes",
             DIGIT_NAMES,

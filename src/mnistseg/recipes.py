@@ -160,6 +160,8 @@ class Recipe:
         spec = get_dataset(self.dataset)
         if spec.scenes and self.loader != "batched":
             raise ValueError(f"{self.dataset} is made in memory: it trains with the batched loader (--loader batched)")
+        if spec.scenes and self.augment and self.mask_mode != "derive":
+            raise ValueError(f"{self.dataset}'s masks follow the warped digits (--mask-mode derive), not warped masks")
         if self.vote == "region" and spec.scenes:
             raise ValueError(
                 f"{self.dataset}'s digits can touch, and the region vote makes a region one digit: "
