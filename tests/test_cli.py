@@ -179,6 +179,9 @@ def test_data_command_is_idempotent(data_root: Path) -> None:
         (("--decoder", "concat", "--no-normalize"), "SimpleUNet widths 4/8/16, input at the head", 7_602),
         (("--decoder", "scores", "--normalize"), "widths 4/8/16, input at the head, score decoder, normalised input",
          4_860),
+        # One bottleneck block more (9*16*16 + 2*16 = 2,336), the half-size class scores gone (8*10 = 80).
+        (("--decoder", "scores", "--bottleneck-blocks", "3", "--no-half-scores"),
+         "score decoder, 3 bottleneck blocks, class scores from the bottleneck alone", 4_860 + 2_336 - 80),
     ],
 )  # fmt: skip
 def test_a_network_variant_trains_exports_and_predicts(

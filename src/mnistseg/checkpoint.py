@@ -136,8 +136,7 @@ class CheckpointRecord:
         try:
             model = ModelConfig.from_json(data["model"])
             normalize = (model.input_mean, model.input_std) != (0.0, 1.0)
-            stored.update(widths=model.widths, input_to_head=model.input_to_head, decoder=model.decoder,
-                          bottleneck_blocks=model.bottleneck_blocks, half_scores=model.half_scores,
+            stored.update({key: getattr(model, key) for key in NETWORK_FIELDS if key != "normalize"},
                           normalize=normalize)  # fmt: skip
             stored.update({key: value for key, value in (data.get("inference") or {}).items() if key in known})
             recipe = Recipe(**stored)

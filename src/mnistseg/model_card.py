@@ -45,7 +45,8 @@ def scored_how(test: dict[str, Any]) -> str:
 TOUCHING_LIMITS = {
     "region": "* Two digits that touch form one region and are read as one digit (the region vote).",
     "parts": "* Digits that touch are kept apart where the network gives each a coherent part of the region "
-    "(the parts rule), not always: `benchmarks/touching_digits.py` says how often.",
+    "(the parts rule), not always: `benchmarks/touching_digits.py` says how often; two touching digits of the "
+    "same class are one patch of that class, read as one digit.",
     "none": "* The network's own pixels, without a vote: a digit may come out in pieces of several classes.",
 }
 
