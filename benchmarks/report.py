@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from choices import FP32_CLASS_WIDTHS, PREVIOUS_FAST
 from record import mean_std
 
 TOP = Path(__file__).resolve().parents[1]
@@ -337,31 +338,46 @@ def fast_choices(results: Path) -> list[str]:
              pm(v["val_iou"], 4), f"{min(run['val_iou'] for run in v['runs']):.4f}", pm(v["val_iou_voted"], 4),
              pm(v["wall_seconds"], 1)] for v in variants]  # fmt: skip
     plain = next(v for v in variants if not v["flags"])
-    concat = next(v for v in variants if v["flags"] == ["--decoder", "concat"])
-    lost = plain["val_iou_voted"]["mean"] - concat["val_iou_voted"]["mean"]
-    slower = concat["wall_seconds"]["mean"] / plain["wall_seconds"]["mean"] - 1
     lines = [
         f"{made_by(record, 'choices.json')}; validation IoU, mean ± std over {record['seeds']} seeds:", "",
         *table(["`fast` variant", "validation IoU, network alone", "lowest seed", "with the vote",
                 "whole process (s)"], body), "",
-        f"The score decoder is the change that matters: the same encoder with the U-Net's concat decoder scores "
-        f"{lost:.3f} lower with the vote and its whole process takes {slower:.0%} longer.",
     ]  # fmt: skip
-    fp32_class = next((v for v in variants if v["flags"] == ["--widths", "8,32,64", "--lr", "0.024"]), None)
-    if fp32_class:  # run where bf16 is native: the preset there against what a float32 CPU trains
-        gained = plain["val_iou_voted"]["mean"] - fp32_class["val_iou_voted"]["mean"]
+    sentences = []
+    previous = next((v for v in variants if v["flags"] == PREVIOUS_FAST), None)
+    if previous:
+        sentences.append(
+            f"The previous `fast` needed its vote: its network alone {pm(previous['val_iou'], 4)}, with the vote "
+            f"{pm(previous['val_iou_voted'], 4)}, its whole process {pm(previous['wall_seconds'], 1)} s; this "
+            f"preset's network alone {pm(plain['val_iou'], 4)} in {pm(plain['wall_seconds'], 1)} s."
+        )
+    concat = next((v for v in variants if v["flags"][:2] == ["--decoder", "concat"]), None)
+    if concat:
+        change = concat["val_iou"]["mean"] - plain["val_iou"]["mean"]
+        ratio = concat["wall_seconds"]["mean"] / plain["wall_seconds"]["mean"]
+        sentences.append(
+            f"With the U-Net's concat decoder instead of the score decoder the network alone scores {change:+.4f} "
+            f"and the whole process takes {ratio:.2f}x the preset's time."
+        )
+    fp32_class = next((v for v in variants if v["flags"] == FP32_CLASS_WIDTHS), None)
+    if fp32_class:  # run where bf16 is native: the preset there against the float32 class's widths
+        gained = plain["val_iou"]["mean"] - fp32_class["val_iou"]["mean"]
         faster = 1 - plain["wall_seconds"]["mean"] / fp32_class["wall_seconds"]["mean"]
         time_word = f"in {faster:.0%} less time" if faster >= 0 else f"taking {-faster:.0%} longer"
-        lines[-1] += (
-            f" Where bf16 is native, 16 channels at full resolution (at a rate of 0.03) score {gained:+.4f} with "
-            f"the vote against the float32 class's 8/32/64 at 0.024, {time_word}."
+        sentences.append(
+            f"Where bf16 is native, 16 channels at full resolution (at a rate of 0.03) score {gained:+.4f} "
+            f"(network alone) against the float32 class's 8/32/64 at 0.024, {time_word}."
         )
+    lines.append(" ".join(sentences))
     alone = max(variants, key=lambda v: v["val_iou"]["mean"])  # the network without the vote
-    lowest = min(run["val_iou"] for run in alone["runs"])
-    ratio = alone["wall_seconds"]["mean"] / plain["wall_seconds"]["mean"]
-    lines += ["", f"Without the vote, the highest validation IoU is the variant \"{alone['variant']}\": "
-              f"{pm(alone['val_iou'], 4)} (lowest seed {lowest:.4f}) against the preset's {pm(plain['val_iou'], 4)}, "
-              f"its whole process {ratio:.2f}x the preset's."]  # fmt: skip
+    if alone is plain:
+        lines += ["", "No variant's network alone scores higher on validation than the preset's."]
+    else:
+        lowest = min(run["val_iou"] for run in alone["runs"])
+        ratio = alone["wall_seconds"]["mean"] / plain["wall_seconds"]["mean"]
+        lines += ["", f"The highest validation IoU of the network alone is the variant \"{alone['variant']}\": "
+                  f"{pm(alone['val_iou'], 4)} (lowest seed {lowest:.4f}) against the preset's "
+                  f"{pm(plain['val_iou'], 4)}, its whole process {ratio:.2f}x the preset's."]  # fmt: skip
     return lines
 
 

@@ -25,7 +25,7 @@ def test_mean_std_is_the_sample_standard_deviation() -> None:
 
 
 def test_split_sizes_are_the_five_to_one_split() -> None:
-    assert split_sizes(get_preset("fast")) == (18_000, 3_600)  # its subset of 21,600
+    assert split_sizes(get_preset("fast")) == (20_000, 4_000)  # its subset of 24,000
     assert split_sizes(get_preset("best")) == (50_000, 10_000)  # all 60,000 training images
 
 

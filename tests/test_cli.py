@@ -58,10 +58,13 @@ def test_train_writes_checkpoint_metrics_and_figures(trained: Path) -> None:
         tp, fp, fn = int(row["tp"]), int(row["fp"]), int(row["fn"])
         assert float(row["iou"]) == pytest.approx(tp / (tp + fp + fn))
     config = json.loads((trained / "config.json").read_text())
-    widths = get_preset("fast", torch.device("cpu")).widths  # 16/32/64 where bf16 is native, else 8/32/64
+    # Where bf16 is native: 16/32/64, 3 bottleneck blocks, scores from there alone; in float32
+    # the previous fast: 8/32/64, 2 blocks, scores from both levels. The region vote on both.
+    fast = get_preset("fast", torch.device("cpu"))
     assert config["model"] == {
-        "in_channels": 1, "num_classes": 11, "widths": list(widths), "input_to_head": True,
-        "decoder": "scores", "input_mean": 0.0, "input_std": 1.0, "bottleneck_blocks": 2, "half_scores": True,
+        "in_channels": 1, "num_classes": 11, "widths": list(fast.widths), "input_to_head": True,
+        "decoder": "scores", "input_mean": 0.0, "input_std": 1.0, "bottleneck_blocks": fast.bottleneck_blocks,
+        "half_scores": fast.half_scores,
     }  # fmt: skip
     assert config["recipe"]["name"] == "fast" and config["recipe"]["subset"] == 600
     assert config["inference"] == {"tta": False, "vote": "region"}
@@ -176,9 +179,11 @@ def test_data_command_is_idempotent(data_root: Path) -> None:
 @pytest.mark.parametrize(
     ("flags", "description", "parameters"),
     [
-        (("--decoder", "concat", "--no-normalize"), "SimpleUNet widths 4/8/16, input at the head", 7_602),
-        (("--decoder", "scores", "--normalize"), "widths 4/8/16, input at the head, score decoder, normalised input",
-         4_860),
+        # Two bottleneck blocks and both levels' scores (the reference's), whatever fast's are here.
+        (("--decoder", "concat", "--no-normalize", "--bottleneck-blocks", "2"),
+         "SimpleUNet widths 4/8/16, input at the head", 7_602),
+        (("--decoder", "scores", "--normalize", "--bottleneck-blocks", "2", "--half-scores"),
+         "widths 4/8/16, input at the head, score decoder, normalised input", 4_860),
         # One bottleneck block more (9*16*16 + 2*16 = 2,336), the half-size class scores gone (8*10 = 80).
         (("--decoder", "scores", "--bottleneck-blocks", "3", "--no-half-scores"),
          "score decoder, 3 bottleneck blocks, class scores from the bottleneck alone", 4_860 + 2_336 - 80),

@@ -153,9 +153,13 @@ def test_bad_widths_are_refused() -> None:
 
 
 def test_a_deeper_bottleneck_and_class_scores_from_it_alone_by_hand() -> None:
-    # fast's 16/32/64 score network (72,996 above); each bottleneck block more is a 3x3 conv
-    # 64->64 without bias and its BatchNorm, 9*64*64 + 2*64 = 36,992; without the half-size
-    # class scores its 1x1 conv 32*10 = 320 goes. 72,996 + 2 * 36,992 - 320 = 146,660.
+    # The 16/32/64 score network with two blocks (72,996 above); each bottleneck block more is a
+    # 3x3 conv 64->64 without bias and its BatchNorm, 9*64*64 + 2*64 = 36,992; without the
+    # half-size class scores its 1x1 conv 32*10 = 320 goes. fast's three blocks:
+    # 72,996 + 36,992 - 320 = 109,668; four: 72,996 + 2 * 36,992 - 320 = 146,660.
+    fast = SimpleUNet(widths=(16, 32, 64), input_to_head=True, decoder="scores", bottleneck_blocks=3,
+                      half_scores=False)  # fmt: skip
+    assert count_parameters(fast) == 72_996 + 36_992 - 320 == 109_668
     model = SimpleUNet(widths=(16, 32, 64), input_to_head=True, decoder="scores", bottleneck_blocks=4,
                        half_scores=False)  # fmt: skip
     assert count_parameters(model) == 72_996 + 2 * 36_992 - 320 == 146_660

@@ -49,7 +49,7 @@ def test_the_stored_english_notebook_shows_its_full_run() -> None:
     code = [cell for cell in cells if cell.cell_type == "code"]
     assert all(cell.get("outputs") for cell in code if "import" in cell.source and "plt.show()" in cell.source)
     text = "".join(output.get("text", "") for cell in code for output in cell.get("outputs", []))
-    assert "18,000 train / 3,600 val images" in text  # executed with the fast preset's own data by `make notebook`
+    assert "20,000 train / 4,000 val images" in text  # executed with the fast preset's own data by `make notebook`
     assert "test set: TP" in text and "Traceback" not in text
     assert NOTEBOOKS.joinpath("segmentation_tutorial.ipynb").stat().st_size < 2_000_000
 

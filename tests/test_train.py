@@ -38,10 +38,17 @@ def test_presets_and_overrides() -> None:
     assert get_preset("best", cpu, precision="bf16").epochs == get_preset("best").epochs == 12
     assert get_preset("best", cpu, precision="fp32").epochs == 8
     assert get_preset("best", cpu, precision="fp32", epochs=3).epochs == 3  # asked for: kept
-    # fast keeps 8 channels at full resolution there (and its rate for them); asked-for fields win.
-    assert get_preset("fast", cpu, precision="bf16").widths == get_preset("fast").widths == (16, 32, 64)
+    # fast keeps its previous network there (8 channels at full resolution, its rate for them, two
+    # bottleneck blocks, scores from both levels, 18,000 images); asked-for fields win.
+    native_fast = get_preset("fast", cpu, precision="bf16")
+    assert native_fast == replace(get_preset("fast"), precision="bf16")
+    assert (native_fast.widths, native_fast.bottleneck_blocks, native_fast.half_scores) == ((16, 32, 64), 3, False)
+    assert (native_fast.head_lr_scale, native_fast.subset, native_fast.vote) == (300.0, 24_000, "region")
     fp32_fast = get_preset("fast", cpu, precision="fp32")
     assert (fp32_fast.widths, fp32_fast.lr, fp32_fast.epochs) == ((8, 32, 64), 2.4e-2, 1)
+    assert (fp32_fast.bottleneck_blocks, fp32_fast.half_scores, fp32_fast.head_lr_scale) == (2, True, 1.0)
+    assert (fp32_fast.subset, fp32_fast.vote) == (21_600, "region")
+    assert get_preset("fast", cpu, precision="fp32", head_lr_scale=30.0).head_lr_scale == 30.0
     assert get_preset("fast", cpu, precision="fp32", lr=0.01).widths == (8, 32, 64)
     assert get_preset("fast", cpu, precision="fp32", widths=(4, 8, 16)).widths == (4, 8, 16)
     assert get_preset("fast", torch.device("cuda"), precision="fp32").widths == (16, 32, 64)  # a CPU rule
@@ -55,8 +62,12 @@ def test_presets_and_overrides() -> None:
         get_preset("fast", ema_decay=1.0)
     with pytest.raises(ValueError, match="subset"):
         get_preset("fast", subset=3)
+    # The concat decoder uses every level: asked for without --half-scores, it gets them.
+    assert get_preset("fast", decoder="concat").half_scores
+    with pytest.raises(ValueError, match="add --half-scores"):
+        get_preset("fast", decoder="concat", half_scores=False)
     # Scenes' digits can touch: their presets take the parts rule, and the region vote is refused.
-    assert get_preset("fast").vote == "region"
+    assert get_preset("fast").vote == get_preset("best").vote == "region"
     assert get_preset("fast", dataset="scenes").vote == get_preset("fast", dataset="rows").vote == "parts"
     with pytest.raises(ValueError, match="use --vote parts or --vote none"):
         get_preset("fast", dataset="scenes", vote="region")

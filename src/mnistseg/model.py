@@ -110,7 +110,10 @@ class ModelConfig:
         if self.decoder not in DECODERS:
             raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, got {self.decoder!r}")
         if not self.half_scores and not self.score_decoder:
-            raise ValueError("half_scores=False is for the score decoder; the concat decoder always uses every level")
+            raise ValueError(
+                "class scores from the bottleneck alone (half_scores=False) are for the score decoder; "
+                "the concat decoder always uses every level (add --half-scores)"
+            )
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ModelConfig:
