@@ -68,7 +68,7 @@ from mnistseg.evaluate import EVAL_BATCH_SIZE, evaluate, evaluate_checkpoint
 from mnistseg.metrics import summarize
 from mnistseg.model import SimpleUNet
 from mnistseg.postprocess import InferencePolicy
-from mnistseg.recipes import Recipe, get_preset
+from mnistseg.recipes import FP32_CPU_CHANGES, Recipe, get_preset
 from mnistseg.resume import STATE_FILE, load_training_state
 from mnistseg.train import make_batches, train_one_epoch
 from record import benchmark_parser, mean_std, write_record
@@ -279,8 +279,25 @@ def inference_speed(root: Path, checkpoint: Path) -> dict[str, Any]:
     }
 
 
+def own_network_flags(name: str) -> list[str]:
+    """Flags that hold a preset's fields that a float32 CPU changes (``FP32_CPU_CHANGES``) at the values
+    of its default run on this CPU, so that each precision times that network: ``["--epochs", "12"]``
+    for ``best`` where bf16 is native."""
+    preset, flags = get_preset(name, CPU), []
+    for field in FP32_CPU_CHANGES.get(name, {}):
+        value, flag = getattr(preset, field), "--" + field.replace("_", "-")
+        if isinstance(value, bool):
+            flags.append(flag if value else f"--no-{flag[2:]}")
+        else:
+            flags += [flag, ",".join(map(str, value)) if isinstance(value, tuple) else str(value)]
+    return flags
+
+
 def speed_choices(root: Path, scratch: Path, presets: list[str], extra: list[str]) -> dict[str, dict[str, Any]]:
     """Per preset and speed choice, the trainer's seconds (validation included): the least of two rounds.
+
+    Every choice trains the network of the preset's default run here (:func:`own_network_flags`):
+    ``--precision`` alone would also change what a preset changes on a CPU that trains in float32.
 
     The second round (after all the first) repeats only the choices within 1.5x of the fastest: this
     machine's speed drifts by 10-20% between minutes, and a choice several times slower needs no second look.
@@ -294,7 +311,8 @@ def speed_choices(root: Path, scratch: Path, presets: list[str], extra: list[str
                 if round_ == 2 and result[name][label]["train_seconds"] > 1.5 * fastest:
                     continue
                 out = scratch / f"choice-{name}-{label.replace(', ', '-')}-{round_}"
-                run = train_preset(name, 0, root, out, "cpu", [*SPEED_CHOICE_RUNS.get(name, []), *flags, *extra])
+                own = [*own_network_flags(name), *SPEED_CHOICE_RUNS.get(name, [])]  # the later flag wins
+                run = train_preset(name, 0, root, out, "cpu", [*own, *flags, *extra])
                 ran = json.loads((out / "config.json").read_text())["precision"]
                 row = result[name].setdefault(label, {"precision": ran, "rounds": []})
                 row["rounds"].append(run["train_seconds"])
@@ -528,6 +546,7 @@ def main() -> None:
         data_path=data_paths,
         inference=inference,
         speed_choices=choices,
+        speed_choices_network="the default run's",  # what each choice trains (own_network_flags)
         default_precision_slowdown=slowdowns,
         targets=checks,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,13 +16,31 @@ from mnistseg.recipes import get_preset
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 from record import mean_std  # noqa: E402
-from time_to_quality import default_slowdown, extrapolated_seconds, split_sizes  # noqa: E402
+from time_to_quality import default_slowdown, extrapolated_seconds, own_network_flags, split_sizes  # noqa: E402
 
 
 def test_mean_std_is_the_sample_standard_deviation() -> None:
     # (1, 2, 3): mean 2; squared deviations 1 + 0 + 1 over n - 1 = 2 gives 1.
     assert mean_std([1.0, 2.0, 3.0]) == {"mean": 2.0, "std": 1.0}
     assert mean_std([0.5]) == {"mean": 0.5, "std": 0.0}  # one seed: no spread to report
+
+
+def test_each_speed_choice_trains_the_default_runs_network() -> None:
+    import torch
+
+    from mnistseg.cli import get_args_parser
+
+    cpu = torch.device("cpu")
+    for name in ("fast", "best"):
+        default = get_preset(name, cpu)
+        for precision in ("fp32", "bf16"):
+            args = get_args_parser().parse_args(["train", "--preset", name, *own_network_flags(name),
+                                                 "--precision", precision])  # fmt: skip
+            overrides = {
+                field: getattr(args, field) for field in args.recipe_fields if getattr(args, field) is not None
+            }
+            timed = get_preset(name, cpu, **overrides)  # as `mnistseg train` builds it
+            assert replace(timed, precision=default.precision) == default  # only the precision differs
 
 
 def test_split_sizes_are_the_five_to_one_split() -> None:
