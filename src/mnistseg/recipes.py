@@ -270,7 +270,11 @@ def get_preset(name: str, device: torch.device | None = None, **overrides: Any) 
         raise ValueError(f"unknown recipe field(s): {', '.join(sorted(unknown))}")
     if "dataset" in overrides and "vote" not in overrides and get_dataset(overrides["dataset"]).scenes:
         overrides = {**overrides, "vote": SCENES_VOTE}  # touching digits share a region: not the region vote
-    if overrides.get("decoder") == "concat" and "half_scores" not in overrides:
+    if (
+        "decoder" in overrides
+        and "half_scores" not in overrides
+        and not ModelConfig(decoder=overrides["decoder"]).score_decoder
+    ):
         overrides = {**overrides, "half_scores": True}  # the concat decoder always uses every level
     recipe = replace(known[name], **overrides)
     if device is not None and device.type == "cpu" and resolve_precision(recipe.precision, device) == "fp32":
