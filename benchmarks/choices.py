@@ -8,10 +8,14 @@ as the trainer reports it (the network alone: its argmax, no vote) and with the 
 never read here. The choices of ``best`` (moving average, test-time shifts) are measured on
 validation by ``time_to_quality.py`` from each ``best`` run's own weights.
 
-Prints a table and writes ``--json`` (default ``benchmarks/results/choices.json``). About
-15 s per run on 2 idle CPU cores. Usage::
+Two sets of variants, one per CPU class, each run on its own class: ``--cpu-class native``
+(bf16 native: the preset as written) and ``--cpu-class float32`` (no native bf16: the preset
+with :data:`mnistseg.recipes.FP32_CPU_CHANGES`, whose flags below change that one). Prints a
+table and writes ``--json`` (default ``benchmarks/results/choices.json``, or
+``choices_float32.json``). About 15-20 s per run on 2 idle CPU cores. Usage::
 
     .venv/bin/python benchmarks/choices.py --root data --seeds 3
+    .venv/bin/python benchmarks/choices.py --root data --seeds 3 --cpu-class float32   # on an AVX2 CPU
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import torch
 
 from mnistseg.checkpoint import load_model
 from mnistseg.data import class_names
+from mnistseg.device import resolve_precision
 from mnistseg.evaluate import evaluate
 from mnistseg.metrics import summarize
 from mnistseg.postprocess import InferencePolicy
@@ -34,8 +39,6 @@ from mnistseg.train import make_batches
 from record import benchmark_parser, mean_std, write_record
 
 # (name, flags for mnistseg train --preset fast); the first is the preset as it stands.
-# Run it where bf16 is native: on a CPU that trains in float32 the preset is already another
-# (recipes.FP32_CPU_CHANGES), and these flags would change that one.
 PREVIOUS_FAST = ["--bottleneck-blocks", "2", "--half-scores", "--head-lr-scale", "1", "--subset", "21600"]
 FP32_CLASS_WIDTHS = ["--widths", "8,32,64", "--lr", "0.024"]
 VARIANTS = (
@@ -52,6 +55,18 @@ VARIANTS = (
      ["--decoder", "concat", "--half-scores", "--head-lr-scale", "1"]),
     ("widths 8/32/64 at lr 0.024 (the float32 class's)", FP32_CLASS_WIDTHS),
 )  # fmt: skip
+# Where the CPU trains in float32, fast is the previous network (FP32_CPU_CHANGES): against it,
+# the native class's network (three blocks at quarter size give the class scores, the head at
+# 300x, 20,000 images) at the float32 class's widths and at the native ones.
+NATIVE_NETWORK = ["--bottleneck-blocks", "3", "--no-half-scores", "--head-lr-scale", "300", "--subset", "24000"]
+FLOAT32_VARIANTS = (
+    ("fast in float32 (as it stands: the previous network, 8/32/64)", []),
+    ("the native class's network at 8/32/64, lr 0.024", NATIVE_NETWORK),
+    ("the native class's network at 8/32/64, lr 0.024, 18,000 images", [*NATIVE_NETWORK, "--subset", "21600"]),
+    ("the native class's fast as written (16/32/64, lr 0.03)",
+     [*NATIVE_NETWORK, "--widths", "16,32,64", "--lr", "0.03"]),
+)  # fmt: skip
+CPU_CLASSES = {"native": (VARIANTS, "bf16"), "float32": (FLOAT32_VARIANTS, "fp32")}
 
 
 def voted_validation_iou(out: Path, root: Path) -> float:
@@ -70,10 +85,18 @@ def voted_validation_iou(out: Path, root: Path) -> float:
 def main() -> None:
     parser = benchmark_parser(__doc__, "choices.json")
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per variant (default: 3)")
+    parser.add_argument("--cpu-class", choices=tuple(CPU_CLASSES), default="native",
+                        help="the variants of this CPU class's fast; run on such a CPU (default: native)")  # fmt: skip
     args = parser.parse_args()
+    variants, precision = CPU_CLASSES[args.cpu_class]
+    found = resolve_precision("auto", torch.device("cpu"))
+    if found != precision:
+        parser.error(f"--cpu-class {args.cpu_class} trains in {precision}, but this CPU trains in {found}")
+    if args.cpu_class == "float32" and args.json == parser.get_default("json"):
+        args.json = args.json.with_name("choices_float32.json")
     results = []
     with tempfile.TemporaryDirectory() as scratch:
-        for name, flags in VARIANTS:
+        for name, flags in variants:
             runs = []
             for seed in range(args.seeds):
                 out = Path(scratch) / f"{len(results)}-{seed}"
@@ -96,7 +119,7 @@ def main() -> None:
         cells = [f"{result[key]['mean']:.4f} ± {result[key]['std']:.4f}" for key in ("val_iou", "val_iou_voted")]
         wall = result["wall_seconds"]
         print(f"{result['variant']:<48} {cells[0]:>15} {cells[1]:>15} {wall['mean']:>5.1f} ± {wall['std']:.1f}")
-    write_record(args.json, seeds=args.seeds, variants=results)
+    write_record(args.json, seeds=args.seeds, cpu_class=args.cpu_class, variants=results)
 
 
 if __name__ == "__main__":

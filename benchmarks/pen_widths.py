@@ -7,7 +7,7 @@ right when ``describe_mask`` finds exactly its digit. Rows per pen and per font,
 read right, with and without the stroke normalisation (the model and everything else the
 same). Usage::
 
-    .venv/bin/python benchmarks/pen_widths.py                 # the bundled fast model
+    .venv/bin/python benchmarks/pen_widths.py                 # the bundled model
     .venv/bin/python benchmarks/pen_widths.py --checkpoint runs/best
 """
 

@@ -351,19 +351,24 @@ def made_by(record: dict[str, Any], name: str) -> str:
     )
 
 
+def choices_table(record: dict, name: str) -> list[str]:
+    """A ``choices.py`` record's variants as a table: network alone, its lowest seed, voted, seconds."""
+    body = [[f"{v['variant']} (`{' '.join(v['flags'])}`)" if v["flags"] else f"**{v['variant']}**",
+             pm(v["val_iou"], 4), f"{min(run['val_iou'] for run in v['runs']):.4f}", pm(v["val_iou_voted"], 4),
+             pm(v["wall_seconds"], 1)] for v in record["variants"]]  # fmt: skip
+    return [
+        f"{made_by(record, name)}; validation IoU, mean ± std over {record['seeds']} seeds:", "",
+        *table(["`fast` variant", "validation IoU, network alone", "lowest seed", "with the vote",
+                "whole process (s)"], body),
+    ]  # fmt: skip
+
+
 def fast_choices(results: Path) -> list[str]:
     """The ``fast`` variants on validation (``choices.py``), and what the comparison says."""
     record = load(results, "choices.json")
     variants = record["variants"]
-    body = [[f"{v['variant']} (`{' '.join(v['flags'])}`)" if v["flags"] else f"**{v['variant']}**",
-             pm(v["val_iou"], 4), f"{min(run['val_iou'] for run in v['runs']):.4f}", pm(v["val_iou_voted"], 4),
-             pm(v["wall_seconds"], 1)] for v in variants]  # fmt: skip
     plain = next(v for v in variants if not v["flags"])
-    lines = [
-        f"{made_by(record, 'choices.json')}; validation IoU, mean ± std over {record['seeds']} seeds:", "",
-        *table(["`fast` variant", "validation IoU, network alone", "lowest seed", "with the vote",
-                "whole process (s)"], body), "",
-    ]  # fmt: skip
+    lines = [*choices_table(record, "choices.json"), ""]
     sentences = []
     previous = next((v for v in variants if v["flags"] == PREVIOUS_FAST), None)
     if previous:
@@ -400,6 +405,24 @@ def fast_choices(results: Path) -> list[str]:
                   f"{pm(alone['val_iou'], 4)} (lowest seed {lowest:.4f}) against the preset's "
                   f"{pm(plain['val_iou'], 4)}, its whole process {ratio:.2f}x the preset's."]  # fmt: skip
     return lines
+
+
+def fast_choices_float32(results: Path) -> list[str]:
+    """The float32 class's ``fast`` against the native class's network (``choices.py --cpu-class float32``)."""
+    record = load(results, "choices_float32.json")
+    lines = choices_table(record, "choices_float32.json")
+    passing = [v for v in record["variants"] if min(run["val_iou"] for run in v["runs"]) >= ARTICLE_IOU]
+    said = "; ".join(f'"{v["variant"]}"' for v in passing) if passing else "none"
+    sentences = [f"Network alone at or above the article's test IoU ({ARTICLE_IOU:.4f}) on every seed: {said}."]
+    reference = reference_seconds(load(results, "time_to_quality_avx2.json"))
+    if passing and reference:  # the frontier, against the class's reference timed in another run
+        quickest = min(passing, key=lambda v: v["wall_seconds"]["mean"])
+        sentences.append(
+            f"The quickest of them takes {reference / quickest['wall_seconds']['mean']:,.0f}x less time than the "
+            f"reference recipe as extrapolated for this CPU class in `time_to_quality_avx2.json` (another run, "
+            f"its kernels capped at AVX2 on another machine): a ratio across two runs, not one measured within one."
+        )
+    return [*lines, "", " ".join(sentences)]
 
 
 def best_search(results: Path) -> list[str]:
@@ -563,6 +586,7 @@ SECTIONS: tuple[tuple[str, str, Callable[[Path], list[str]]], ...] = (
     ("README.md", "results-summary", cpu_pages(readme_summary)),
     ("docs/results.md", "results-cpu-classes", cpu_pages(results_page)),
     ("docs/results.md", "fast-choices", fast_choices),
+    ("docs/results.md", "fast-choices-float32", fast_choices_float32),
     ("docs/results.md", "best-search", best_search),
     ("docs/results.md", "gpu", gpu_runs),
     ("docs/reproducing.md", "reproducing", reproducing),

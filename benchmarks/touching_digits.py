@@ -172,7 +172,8 @@ def main() -> None:
                  f" (different digits {'/'.join(map(str, results[kind][rule]['different_digits']))})"
                  for kind in ("pairs", "triples", "printed pairs")]  # fmt: skip
         print(f"  {rule:<12} " + ", ".join(cells) + f"; single digits IoU {results['single digits IoU'][rule]:.4f}")
-    own = next((rule for rule, policy in rules.items() if policy == model.policy), None)
+    # The logits were averaged over shifts already where the model's policy says so (model.logits).
+    own = next((rule for rule, policy in rules.items() if replace(policy, tta=model.policy.tta) == model.policy), None)
     write_record(args.json, checkpoint=str(args.checkpoint), model=model.describe(), model_rule=own, split=args.split,
                  rules=list(rules), **results)  # fmt: skip
 

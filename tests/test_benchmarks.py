@@ -43,6 +43,42 @@ def test_each_speed_choice_trains_the_default_runs_network() -> None:
             assert replace(timed, precision=default.precision) == default  # only the precision differs
 
 
+def test_the_float32_variants_change_the_float32_classs_fast() -> None:
+    import torch
+
+    from choices import FLOAT32_VARIANTS
+    from mnistseg.cli import get_args_parser
+
+    def trained(flags: list[str]) -> object:  # as `mnistseg train --preset fast` builds it on that class
+        args = get_args_parser().parse_args(["train", "--preset", "fast", *flags, "--precision", "fp32"])
+        overrides = {field: getattr(args, field) for field in args.recipe_fields if getattr(args, field) is not None}
+        return get_preset("fast", torch.device("cpu"), **overrides)
+
+    recipes = [trained(flags) for _, flags in FLOAT32_VARIANTS]
+    assert recipes[0] == get_preset("fast", torch.device("cpu"), precision="fp32")  # the class's fast as it stands
+    assert (recipes[0].widths, recipes[0].bottleneck_blocks, recipes[0].half_scores) == ((8, 32, 64), 2, True)
+    native = recipes[1]  # the native class's network at the float32 class's widths and rate
+    assert (native.widths, native.lr, native.bottleneck_blocks, native.half_scores, native.head_lr_scale,
+            native.subset) == ((8, 32, 64), 0.024, 3, False, 300.0, 24_000)  # fmt: skip
+    assert recipes[2] == replace(native, subset=21_600)
+    assert recipes[3] == replace(native, widths=(16, 32, 64), lr=0.03)
+
+
+def test_choices_refuses_the_other_cpu_classs_variants(tmp_path: Path) -> None:
+    import torch
+
+    from mnistseg.device import resolve_precision
+
+    other = "native" if resolve_precision("auto", torch.device("cpu")) == "fp32" else "float32"
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "choices.py"), "--cpu-class", other, "--json", str(tmp_path / "c.json")],
+        capture_output=True, text=True, timeout=120, cwd=BENCHMARKS,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert f"--cpu-class {other} trains in" in result.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "c.json").exists()
+
+
 def test_split_sizes_are_the_five_to_one_split() -> None:
     assert split_sizes(get_preset("fast")) == (20_000, 4_000)  # its subset of 24,000
     assert split_sizes(get_preset("best")) == (50_000, 10_000)  # all 60,000 training images

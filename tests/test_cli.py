@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -67,7 +68,7 @@ def test_train_writes_checkpoint_metrics_and_figures(trained: Path) -> None:
         "half_scores": fast.half_scores,
     }  # fmt: skip
     assert config["recipe"]["name"] == "fast" and config["recipe"]["subset"] == 600
-    assert config["inference"] == {"tta": False, "vote": "region"}
+    assert config["inference"] == {"tta": False, "vote": "region", "min_part_share": 0.25}
     # Each fact once: what rebuilds the network, what trained it and how it is used, apart.
     sections = [set(config[name]) for name in ("model", "recipe", "inference")]
     assert all(not a & b for a in sections for b in sections if a is not b)
@@ -224,6 +225,9 @@ def test_a_network_variant_trains_exports_and_predicts(
     # config.json files of earlier versions still read. v0.2's repeated the network and the inference
     # flags in the recipe, base_width beside widths, and the data set, threshold and class names.
     config, record = json.loads((out / "config.json").read_text()), read_record(out)
+    before_share = {**config, "inference": {"tta": True, "vote": "parts"}}  # before --min-part-share: a quarter
+    (out / "config.json").write_text(json.dumps(before_share))
+    assert read_record(out).recipe == replace(record.recipe, tta=True, vote="parts", min_part_share=0.25)
     network = {key: config["model"][key] for key in ("widths", "input_to_head", "decoder")}
     v02 = {**config, "model": {**config["model"], "base_width": 4}, "dataset": "mnist", "threshold": 0.2,
            "recipe": {**config["recipe"], **network, "normalize": False, "base_width": 4, **config.pop("inference")},

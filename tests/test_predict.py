@@ -338,6 +338,29 @@ def test_stroke_width_is_measured_from_the_distance_transform() -> None:
     assert stroke_width(np.zeros((5, 5), dtype=bool)) == 0.0
 
 
+def test_thick_strokes_thin_to_centre_lines_in_one_piece() -> None:
+    from scipy import ndimage
+
+    from mnistseg.picture import centre_lines, normalise_strokes
+
+    bar = np.zeros((20, 30), dtype=bool)
+    bar[5:12, 3:25] = True  # 7 rows thick: the centre line is row 8
+    lines = centre_lines(bar)
+    assert lines.any(axis=1).nonzero()[0].tolist() == [8]
+    assert (lines <= bar).all()
+    # A ring drawn like a bold serif 0: sides 9 pixels thick, top and bottom 2. Shaving 3 pixels
+    # off every edge would leave the two sides alone, a "()" read as two 1s; the centre lines
+    # keep the ring closed, and the pen redrawn along them is one piece with a hole.
+    rows, columns = np.mgrid[:60, :50]
+    ring = ((rows - 30) / 26) ** 2 + ((columns - 25) / 20) ** 2 <= 1
+    ring &= ~(((rows - 30) / 24) ** 2 + ((columns - 25) / 11) ** 2 <= 1)
+    assert ndimage.label(centre_lines(ring), structure=np.ones((3, 3)))[1] == 1
+    thinned, width, change = normalise_strokes(ring.astype(np.float32), target=3.0)
+    assert change == "thinned" and width > 1.6 * 3.0
+    assert ndimage.label(thinned > 0.5, structure=np.ones((3, 3)))[1] == 1
+    assert ndimage.label(thinned <= 0.5)[1] == 2  # the paper outside and the hole inside
+
+
 def test_describe_mask_reads_two_touching_classes_as_two_digits() -> None:
     # A 2 (class 3) in columns 0-5 touching a 7 (class 8) in columns 6-11, rows 0-9: one region
     # of foreground but two of a class each; and a 1-pixel speck of a 5 (class 6), under 2% of

@@ -252,7 +252,7 @@ def test_without_a_checkpoint_it_takes_the_latest_or_the_bundled_model(
     started = start_server(log=tmp_path / "bundled.log", cwd=tmp_path)
     try:
         _, _, body = request(started, "GET", "/api/info")
-        assert json.loads(body)["model"].startswith("the bundled fast model (nothing trained under runs/")
+        assert json.loads(body)["model"].startswith("the bundled model (nothing trained under runs/")
     finally:
         started.process.terminate()
         started.process.wait(timeout=30)

@@ -29,14 +29,14 @@ from mnistseg.recipes import Recipe, recipe_differences
 # The recipe's fields that config.json keeps outside its "recipe" section: the network's (in
 # "model", the input's normalisation as its mean and std) and how the model is used ("inference").
 NETWORK_FIELDS = ("widths", "input_to_head", "decoder", "bottleneck_blocks", "half_scores", "normalize")
-INFERENCE_FIELDS = ("tta", "vote")
+INFERENCE_FIELDS = ("tta", "vote", "min_part_share")
 WEIGHTS_FILE = "model.safetensors"
 LAST_WEIGHTS_FILE = "last.safetensors"
 CONFIG_FILE = "config.json"
 ONNX_FILE = "model.onnx"
 # The small `fast` model shipped inside the package (scripts/build_bundled_model.py made it),
 # so that `mnistseg predict` and `serve` work before anything is trained.
-BUNDLED_MODEL = Path(__file__).resolve().parent / "bundled_fast"
+BUNDLED_MODEL = Path(__file__).resolve().parent / "bundled"
 
 
 class CheckpointError(Exception):
@@ -271,5 +271,5 @@ def default_checkpoint(runs: Path = Path("runs")) -> Path:
 def describe_folder(folder: Path) -> str:
     """How to name a checkpoint folder to people: its path, or "the bundled model" for :data:`BUNDLED_MODEL`."""
     if Path(folder).resolve() == BUNDLED_MODEL:
-        return "the bundled fast model (nothing trained under runs/; train your own with `mnistseg train`)"
+        return "the bundled model (nothing trained under runs/; train your own with `mnistseg train`)"
     return str(folder)

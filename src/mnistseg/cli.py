@@ -163,6 +163,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         ("ema_decay", {"type": float}, "moving average of the weights, 0 for off"),
         ("tta", {"action": switch}, "evaluate the test set with test-time shift averaging"),
         ("vote", {"choices": VOTES}, "post-processing: none, region (majority per stroke) or parts"),
+        ("min_part_share", {"type": float}, "parts vote: the share of its region a part needs to keep its class"),
         ("threshold", {"type": float}, "intensity over which a pixel is foreground"),
         ("dataset", {"choices": tuple(DATASETS)}, "data set (scenes: several digits a canvas)"),
     )
@@ -194,7 +195,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     predict.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="image files (PNG, JPEG, BMP, ...)")
     predict.add_argument(
         "--checkpoint", type=Path,
-        help="trained model (default: the most recently trained under runs/, else the bundled fast model)",
+        help="trained model (default: the most recently trained under runs/, else the bundled model)",
     )  # fmt: skip
     predict.add_argument("--out", type=Path, default=Path("predictions"), help="output folder (default: predictions)")
     predict.add_argument(
@@ -225,7 +226,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="a local web page: draw digits, watch them segment live")
     serve.add_argument(
         "--checkpoint", type=Path,
-        help="trained model (default: the most recently trained under runs/, else the bundled fast model)",
+        help="trained model (default: the most recently trained under runs/, else the bundled model)",
     )  # fmt: skip
     serve.add_argument(
         "--host",

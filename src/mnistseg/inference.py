@@ -189,7 +189,8 @@ def load_for_inference(
             precision = "fp32"  # fp16 autocast is a CUDA feature
         network = network.to(target, memory_format=torch.channels_last if channels_last else torch.preserve_format)
     recipe = record.recipe
-    policy = InferencePolicy(tta=recipe.tta if tta is None else tta, vote=recipe.vote if vote is None else vote)
+    policy = InferencePolicy(tta=recipe.tta if tta is None else tta, vote=recipe.vote if vote is None else vote,
+                             min_part_share=recipe.min_part_share)  # fmt: skip
     return InferenceModel(
         network=network,
         device=target,

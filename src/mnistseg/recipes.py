@@ -100,6 +100,8 @@ class Recipe:
             but a second class holding a coherent part of a region keeps it: touching digits
             stay two). Validation stays plain, as with ``tta``. Files that wrote true/false load
             as "region"/"none".
+        min_part_share: with the parts rule, the least share of its region a class's connected
+            part must hold to keep its class (:class:`mnistseg.postprocess.InferencePolicy`).
         seed: seeds the split, the initial weights, the order and the augmentation.
         threshold: intensity over which a pixel is foreground.
         dataset: a name in :data:`mnistseg.datasets.DATASETS`: "mnist", "fashion-mnist", or
@@ -129,6 +131,7 @@ class Recipe:
     ema_decay: float = 0.0
     tta: bool = False
     vote: str = "none"
+    min_part_share: float = 0.25
     seed: int = 0
     threshold: float = DEFAULT_THRESHOLD
     dataset: str = "mnist"
@@ -149,8 +152,9 @@ class Recipe:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.subset is not None and self.subset < 6:
             raise ValueError(f"subset must be at least 6 images (it is split 5:1), got {self.subset}")
-        if not 0.0 <= self.threshold < 1.0:
-            raise ValueError(f"threshold must be in [0, 1), got {self.threshold}")
+        for name in ("threshold", "min_part_share"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         choices = {
             "schedule": ("constant", "onecycle"),
             "precision": PRECISION_CHOICES,
