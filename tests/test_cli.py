@@ -150,9 +150,11 @@ def test_auto_precision_is_resolved_at_start_and_recorded(
     assert result.returncode == 0, result.stderr
     assert "8 epochs" in result.stdout.splitlines()[0] and "fp32 (auto)" in result.stdout.splitlines()[0]
     assert json.loads((best / "config.json").read_text())["recipe"]["epochs"] == 8
-    # A checkpoint is evaluated in what this CPU runs fastest, whatever it trained in; --precision wins.
-    for precision, env, expected in (("auto", AVX2_CLASS, "fp32"), ("bf16", AVX2_CLASS, "bf16"),
-                                     ("auto", {}, native_precision), ("fp32", {}, "fp32")):  # fmt: skip
+    # A checkpoint is evaluated in what this CPU runs fastest, whatever it trained in; --precision
+    # wins (shown with the precision auto does not pick here: bf16 emulated costs 2-3x float32).
+    other = ("fp32", {}, "fp32") if native_precision == "bf16" else ("bf16", {}, "bf16")
+    cases = [("auto", AVX2_CLASS, "fp32"), other] + ([("auto", {}, "bf16")] if native_precision == "bf16" else [])
+    for precision, env, expected in cases:
         json_path = tmp_path / f"{precision}-{expected}.json"
         result = mnistseg(
             "evaluate", "--checkpoint", trained, "--root", data_root, "--json", json_path, "--figure",

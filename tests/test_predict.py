@@ -276,17 +276,16 @@ def test_digits_drawn_with_any_pen_read_right(tmp_path: Path) -> None:
     from mnistseg.inference import load_for_inference
 
     drawn = drawn_digits_module()
-    model = load_for_inference(BUNDLED_MODEL)
+    # Without the model's test-time shifts, 5x quicker: the pen's normalisation is under test here.
+    model = load_for_inference(BUNDLED_MODEL, tta=False)
     items = list(drawn.drawn_digits())
     styles = {item.style for item in items}
     if len(styles) == 1:
         print("no TrueType font found (Debian: fonts-liberation); the stroke digits only")
-    right = sum(describe_mask(predict(item.image, model), NAMES)["digits"] == [item.digit] for item in items)
-    assert right >= 0.95 * len(items), f"{right}/{len(items)}"
-    thinnest = [item for item in items if item.pen_share == min(drawn.PEN_SHARES)]
-    assert sum(describe_mask(predict(item.image, model), NAMES)["digits"] == [item.digit] for item in thinnest) >= (
-        0.9 * len(thinnest)
-    )
+    read_right = [describe_mask(predict(item.image, model), NAMES)["digits"] == [item.digit] for item in items]
+    assert sum(read_right) >= 0.95 * len(items), f"{sum(read_right)}/{len(items)}"
+    thinnest = [right for item, right in zip(items, read_right, strict=True) if item.pen_share == min(drawn.PEN_SHARES)]
+    assert sum(thinnest) >= 0.9 * len(thinnest)
 
     # The case that broke before: 4, 7 and 1 drawn 270 pixels tall with a 6-pixel pen.
     page = drawn.digits_in_a_row([4, 7, 1], height=270, pen=6)

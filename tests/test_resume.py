@@ -33,7 +33,7 @@ def rows_without_timing(path: Path) -> list[dict[str, str]]:
 
 
 def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(data_root: Path, tmp_path: Path) -> None:
-    recipe = ["--subset", "6000", "--epochs", "3", "--base-width", "8", "--augment", "--ema-decay", "0.9"]
+    recipe = ["--subset", "3000", "--epochs", "3", "--base-width", "8", "--augment", "--ema-decay", "0.9"]
     common = ["--root", data_root, "--device", "cpu", "--deterministic", *recipe]
     straight = run("train", "--out", tmp_path / "straight", *common)
     assert straight.returncode == 0, straight.stderr
