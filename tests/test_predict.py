@@ -358,6 +358,17 @@ def test_thick_strokes_thin_to_centre_lines_in_one_piece() -> None:
     assert change == "thinned" and width > 1.6 * 3.0
     assert ndimage.label(thinned > 0.5, structure=np.ones((3, 3)))[1] == 1
     assert ndimage.label(thinned <= 0.5)[1] == 2  # the paper outside and the hole inside
+    # The same ring photographed 8 times larger is thinned at a quarter of its size (where
+    # MNIST's pen of 24 pixels is THINNING_PEN = 8 wide) and comes back at its own size: one
+    # piece with a hole, its pen 24 pixels wide give or take the soft edges.
+    large = np.kron(ring, np.ones((8, 8), dtype=bool))
+    thinned, width, change = normalise_strokes(large.astype(np.float32), target=24.0)
+    assert change == "thinned" and thinned.shape == large.shape
+    assert ndimage.label(thinned > 0.5, structure=np.ones((3, 3)))[1] == 1
+    assert ndimage.label(thinned <= 0.5)[1] == 2
+    middle_row = thinned[30 * 8] > 0.5  # crosses both sides of the ring
+    runs = [len(run) for run in np.split(middle_row, np.flatnonzero(np.diff(middle_row)) + 1) if run[0]]
+    assert runs == [pytest.approx(24, abs=4)] * 2
 
 
 def test_describe_mask_reads_two_touching_classes_as_two_digits() -> None:
