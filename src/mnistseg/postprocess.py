@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mnistseg.recipes import VOTES
+from mnistseg.recipes import DEFAULT_MIN_PART_SHARE, check_vote
 
 # The 8 neighbours of a pixel, as (dy, dx).
 NEIGHBOURS = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0))
@@ -44,15 +44,13 @@ class InferencePolicy:
 
     tta: bool = False
     vote: str = "none"
-    min_part_share: float = 0.25
+    min_part_share: float = DEFAULT_MIN_PART_SHARE
     min_region_share: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.vote not in VOTES:
-            raise ValueError(f"vote must be one of {', '.join(VOTES)}, got {self.vote!r}")
-        for name in ("min_part_share", "min_region_share"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        check_vote(self.vote, self.min_part_share)
+        if not 0.0 <= self.min_region_share < 1.0:
+            raise ValueError(f"min_region_share must be in [0, 1), got {self.min_region_share}")
 
 
 # The network's own argmax, nothing after it: what validation scores, and a bare network runs.

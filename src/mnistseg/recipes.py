@@ -28,6 +28,9 @@ from mnistseg.model import ModelConfig
 
 DEFAULT_PRESET = "fast"
 VOTES = ("none", "region", "parts")  # how logits become a mask: mnistseg.postprocess says what each does
+# The parts rule's least share of a region (--min-part-share): a quarter keeps single digits a
+# little higher, 0.15 more of three touching digits (benchmarks/results/touching_digits_*_val.json).
+DEFAULT_MIN_PART_SHARE = 0.25
 # The vote of a preset trained on generated canvases (--dataset scenes or rows), whose digits
 # may touch: the parts rule keeps touching digits apart, where the region vote reads almost no
 # touching pair right (benchmarks/results/touching_digits_bundled_val.json). On single digits
@@ -52,6 +55,18 @@ FP32_CPU_CHANGES: MappingProxyType[str, MappingProxyType[str, Any]] = MappingPro
     "fast": MappingProxyType({"widths": (8, 32, 64), "lr": 2.4e-2, "bottleneck_blocks": 2, "half_scores": True,
                               "head_lr_scale": 1.0, "subset": 21_600}),
 })  # fmt: skip
+
+
+def check_vote(vote: str, min_part_share: float) -> None:
+    """The post-processing fields' one check (a recipe's and :class:`mnistseg.postprocess.InferencePolicy`'s).
+
+    Raises:
+        ValueError: for a vote not in :data:`VOTES`, or a share outside [0, 1).
+    """
+    if vote not in VOTES:
+        raise ValueError(f"vote must be one of {', '.join(VOTES)}; got {vote!r}")
+    if not 0.0 <= min_part_share < 1.0:
+        raise ValueError(f"min_part_share must be in [0, 1), got {min_part_share}")
 
 
 @dataclass(frozen=True)
@@ -131,7 +146,7 @@ class Recipe:
     ema_decay: float = 0.0
     tta: bool = False
     vote: str = "none"
-    min_part_share: float = 0.25
+    min_part_share: float = DEFAULT_MIN_PART_SHARE
     seed: int = 0
     threshold: float = DEFAULT_THRESHOLD
     dataset: str = "mnist"
@@ -152,16 +167,15 @@ class Recipe:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.subset is not None and self.subset < 6:
             raise ValueError(f"subset must be at least 6 images (it is split 5:1), got {self.subset}")
-        for name in ("threshold", "min_part_share"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if not 0.0 <= self.threshold < 1.0:
+            raise ValueError(f"threshold must be in [0, 1), got {self.threshold}")
+        check_vote(self.vote, self.min_part_share)
         choices = {
             "schedule": ("constant", "onecycle"),
             "precision": PRECISION_CHOICES,
             "loader": ("batched", "dataset"),
             "mask_mode": ("derive", "warp"),
             "dataset": tuple(DATASETS),
-            "vote": VOTES,
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
