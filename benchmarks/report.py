@@ -548,7 +548,7 @@ TOUCHING_FILES = ("touching_digits_bundled_val.json", "touching_digits_bundled_t
 def touching_digits(results: Path) -> list[str]:
     """How many rows of touching digits the bundled model reads right, per rule (``touching_digits_*.json``)."""
     kinds = ("pairs", "triples", "printed pairs")
-    header = ["rule", "MNIST pairs", "MNIST triples", "printed pairs", "single digits IoU"]
+    header = ["rule", "MNIST pairs", "MNIST triples", "printed pairs", "single digits read", "single digits IoU"]
     lines = []
 
     def share(right: int, rows: int) -> str:
@@ -560,8 +560,10 @@ def touching_digits(results: Path) -> list[str]:
         for rule in record["rules"]:
             cells = [record[kind][rule] for kind in kinds]
             own = " (the model's own)" if rule == record.get("model_rule") else ""
+            single = record["single digits"][rule]
             body.append([f"`{rule}`{own}", *(share(c["read_right"], c["rows"]) + "; different digits "
                                              + share(*c["different_digits"]) for c in cells),
+                         share(single["read_right"], single["rows"]),
                          f"{record['single digits IoU'][rule]:.4f}"])  # fmt: skip
         model = record.get("model", record["checkpoint"])
         lines += [f"{made_by(record, name)}; {record['split']} digits; model: {model}:", "", *table(header, body), ""]

@@ -5,8 +5,9 @@ then overlaps it by 0-4 pixels, and pairs of digits printed in a bold font with 
 pushed together until they touch. A row is read right when ``describe_mask`` finds exactly its
 digits, left to right. Each row is run through the model once; every post-processing rule is
 then applied to the same logits: none (the network alone), the region vote (``fast``'s), and
-the parts rule at several shares (``mnistseg.postprocess.vote_by_parts``). Beside it, the single digits' IoU
-under each rule, so that a rule that parts touching digits is seen not to cost single ones.
+the parts rule at several shares (``mnistseg.postprocess.vote_by_parts``). Beside it, what each
+rule costs single digits: how many of the first ``--singles`` are read as exactly their digit, each
+alone on a page as ``predict`` reads it, and the IoU over all of them as ``evaluate`` scores it.
 Each count is also given for the rows of different digits alone: two touching digits of the
 same class are one patch of one class in any class mask, which no rule on it can part.
 
@@ -89,6 +90,11 @@ def mnist_rows(images: torch.Tensor, labels: torch.Tensor, count: int, length: i
     return rows
 
 
+def single_rows(images: torch.Tensor, labels: torch.Tensor, count: int) -> list[tuple]:
+    """The first ``count`` digits, each alone on its page: (digits, "single", image)."""
+    return [([int(labels[index])], "single", images[index].numpy().astype(np.float32) / 255) for index in range(count)]
+
+
 def font_rows(height: int = 60) -> list[tuple]:
     """Every pair of digits (10 x 10) in each installed bold font, glyphs pushed together to touch."""
     fonts = {path.name: path for folder in FONT_FOLDERS if folder.is_dir() for path in folder.rglob("*.ttf")}
@@ -152,6 +158,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=Path, default=BUNDLED_MODEL, help="model (default: the bundled one)")
     parser.add_argument("--split", choices=("val", "test"), default="val", help="digits to use (default: val)")
     parser.add_argument("--rows", type=int, default=100, help="MNIST rows per overlap and length (default: 100)")
+    parser.add_argument("--singles", type=int, default=1000, help="single digits read alone (default: 1000)")
     args = parser.parse_args()
     model = load_for_inference(args.checkpoint, "torch", "cpu", precision="fp32")
     images, labels = load_arrays(args.root, train=args.split == "val")
@@ -164,6 +171,7 @@ def main() -> None:
         "pairs": read_rows(model, mnist_rows(images, labels, args.rows, 2, seed=1), rules),
         "triples": read_rows(model, mnist_rows(images, labels, args.rows, 3, seed=2), rules),
         "printed pairs": read_rows(model, font_rows(), rules),
+        "single digits": read_rows(model, single_rows(images, labels, args.singles), rules),
         "single digits IoU": single_digit_iou(model, images, labels, rules),
     }
     print(f"{model.describe()}, {args.split} digits; rows read right as the right digits:")
@@ -171,7 +179,9 @@ def main() -> None:
         cells = [f"{kind} {results[kind][rule]['read_right']}/{results[kind][rule]['rows']}"
                  f" (different digits {'/'.join(map(str, results[kind][rule]['different_digits']))})"
                  for kind in ("pairs", "triples", "printed pairs")]  # fmt: skip
-        print(f"  {rule:<12} " + ", ".join(cells) + f"; single digits IoU {results['single digits IoU'][rule]:.4f}")
+        single = results["single digits"][rule]
+        print(f"  {rule:<12} " + ", ".join(cells) + f"; single digits read {single['read_right']}/{single['rows']},"
+              f" IoU {results['single digits IoU'][rule]:.4f}")  # fmt: skip
     # The logits were averaged over shifts already where the model's policy says so (model.logits).
     own = next((rule for rule, policy in rules.items() if replace(policy, tta=model.policy.tta) == model.policy), None)
     write_record(args.json, checkpoint=str(args.checkpoint), model=model.describe(), model_rule=own, split=args.split,
