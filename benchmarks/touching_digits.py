@@ -20,6 +20,7 @@ once. Usage::
 
 from __future__ import annotations
 
+import argparse
 import itertools
 from dataclasses import replace
 from pathlib import Path
@@ -159,8 +160,10 @@ def main() -> None:
     parser.add_argument("--split", choices=("val", "test"), default="val", help="digits to use (default: val)")
     parser.add_argument("--rows", type=int, default=100, help="MNIST rows per overlap and length (default: 100)")
     parser.add_argument("--singles", type=int, default=1000, help="single digits read alone (default: 1000)")
+    parser.add_argument("--tta", action=argparse.BooleanOptionalAction,
+                        help="test-time shifts on or off (default: as the checkpoint's recipe)")  # fmt: skip
     args = parser.parse_args()
-    model = load_for_inference(args.checkpoint, "torch", "cpu", precision="fp32")
+    model = load_for_inference(args.checkpoint, "torch", "cpu", precision="fp32", tta=args.tta)
     images, labels = load_arrays(args.root, train=args.split == "val")
     if args.split == "val":
         count = model.record.recipe.subset or len(labels)
