@@ -358,7 +358,7 @@ def test_thick_strokes_thin_to_centre_lines_in_one_piece() -> None:
     assert change == "thinned" and width > 1.6 * 3.0
     assert ndimage.label(thinned > 0.5, structure=np.ones((3, 3)))[1] == 1
     assert ndimage.label(thinned <= 0.5)[1] == 2  # the paper outside and the hole inside
-    # The same ring photographed 8 times larger is thinned at a quarter of its size (where
+    # The same ring photographed 8 times larger is thinned at a third of its size (where
     # MNIST's pen of 24 pixels is THINNING_PEN = 8 wide) and comes back at its own size: one
     # piece with a hole, its pen 24 pixels wide give or take the soft edges.
     large = np.kron(ring, np.ones((8, 8), dtype=bool))
