@@ -18,7 +18,7 @@ import mnistseg
 from mnistseg.checkpoint import load_model
 from mnistseg.data import class_names, load_arrays
 from mnistseg.picture import ImageInputError, prepare_image, to_grayscale
-from mnistseg.predict import describe_mask, predict
+from mnistseg.predict import describe_mask, join_pieces, predict
 from mnistseg.scenes import make_scenes
 
 NAMES = class_names()
@@ -373,11 +373,26 @@ def test_thick_strokes_thin_to_centre_lines_in_one_piece() -> None:
 
 def test_describe_mask_reads_two_touching_classes_as_two_digits() -> None:
     # A 2 (class 3) in columns 0-5 touching a 7 (class 8) in columns 6-11, rows 0-9: one region
-    # of foreground but two of a class each; and a 1-pixel speck of a 5 (class 6), under 2% of
-    # the largest region (60 pixels: 1.2), which is not read as a digit.
+    # of foreground but two of a class each; and a 1-pixel speck of a 5 (class 6), under 8% of
+    # the largest region (60 pixels: 4.8), which is not read as a digit.
     mask = torch.zeros(12, 14, dtype=torch.int64)
     mask[:10, :6], mask[:10, 6:12], mask[11, 13] = 3, 8, 6
     summary = describe_mask(mask, NAMES)
     assert summary["digits"] == [2, 7]
     assert [region["area"] for region in summary["regions"]] == [60, 60]
     assert summary["areas"]["2"] == 60 and summary["areas"]["5"] == 1
+
+
+def test_describe_mask_reads_the_pieces_of_one_digit_as_one() -> None:
+    # A 5 (class 6) whose top bar (rows 2-4, columns 10-19: 30 px) lies 2 rows above its body
+    # (rows 7-19, columns 8-15: 104 px); the tallest part is 13 rows, so up to 0.2 x 13 = 2.6 rows
+    # may lie between pieces: one 5 of 134 px. Beside it, a 5 in columns 22-27 shares no column
+    # with either: a second 5. A 3 (class 4) in two halves 4 rows apart (over 2.6): two 3s.
+    mask = torch.zeros(40, 40, dtype=torch.int64)
+    mask[2:5, 10:20], mask[7:20, 8:16], mask[7:20, 22:28] = 6, 6, 6
+    mask[22:28, 30:36], mask[32:38, 30:36] = 4, 4
+    summary = describe_mask(mask, NAMES)
+    assert summary["digits"] == [5, 5, 3, 3]
+    assert [region["area"] for region in summary["regions"]] == [134, 78, 36, 36]
+    assert summary["regions"][0]["bbox"] == [8, 2, 20, 20]
+    assert join_pieces(np.array([[1, 0, 2]]), np.array([0, 3, 3])).tolist() == [0, 1, 2]  # side by side: apart
