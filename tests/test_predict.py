@@ -396,3 +396,7 @@ def test_describe_mask_reads_the_pieces_of_one_digit_as_one() -> None:
     assert [region["area"] for region in summary["regions"]] == [134, 78, 36, 36]
     assert summary["regions"][0]["bbox"] == [8, 2, 20, 20]
     assert join_pieces(np.array([[1, 0, 2]]), np.array([0, 3, 3])).tolist() == [0, 1, 2]  # side by side: apart
+    # A 1-pixel part just under a 20-pixel one, in its columns: a piece, unless under the share (1/20 < 0.08).
+    speck_under = np.array([[1] * 10, [1] * 10, [0] * 9 + [2]])
+    assert join_pieces(speck_under, np.array([0, 3, 3])).tolist() == [0, 1, 1]
+    assert join_pieces(speck_under, np.array([0, 3, 3]), min_share=0.08).tolist() == [0, 1, 2]

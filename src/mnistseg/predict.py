@@ -116,7 +116,7 @@ def resize_logits(logits: Tensor, prepared: PreparedImage) -> Tensor:
 
 
 def join_pieces(
-    parts: np.ndarray, part_class: np.ndarray, min_area: float = 0.0, gap_share: float = PIECE_GAP_SHARE
+    parts: np.ndarray, part_class: np.ndarray, min_share: float = 0.0, gap_share: float = PIECE_GAP_SHARE
 ) -> np.ndarray:
     """Which parts of one class are pieces of one digit: boxes that share a column, rows close.
 
@@ -126,7 +126,8 @@ def join_pieces(
     Args:
         parts: int ``[H, W]`` part numbers 1..count, 0 on background (:func:`mnistseg.postprocess.label_parts`).
         part_class: int ``[count + 1]``, each part's class (0 for row 0).
-        min_area: parts of fewer pixels join nothing (specks; it also keeps the pairs to compare few).
+        min_share: parts with fewer pixels than this share of the largest join nothing (specks;
+            it also keeps the pairs to compare few).
         gap_share: see above.
 
     Returns:
@@ -141,7 +142,7 @@ def join_pieces(
                                          for rows, columns in boxes], dtype=np.int64).reshape(count, 4).T  # fmt: skip
     tallest = (bottom - top).max(initial=0)
     area = np.bincount(parts.ravel(), minlength=count + 1)[1:]
-    index = np.flatnonzero(area >= min_area)  # the parts that may be pieces, 0-based
+    index = np.flatnonzero(area >= min_share * area.max(initial=0))  # the parts that may be pieces, 0-based
     top, bottom, left, right = (edge[index] for edge in (top, bottom, left, right))
     column_gap = np.maximum(left[None, :] - right[:, None], left[:, None] - right[None, :])  # (pieces, pieces)
     row_gap = np.maximum(top[None, :] - bottom[:, None], top[:, None] - bottom[None, :])
@@ -182,8 +183,7 @@ def describe_mask(
     array = mask.cpu().numpy()
     areas = {names[index]: int((array == index).sum()) for index in range(1, len(names))}
     parts, part_class = label_parts(mask[None], len(names))
-    largest_part = np.bincount(parts.ravel())[1:].max(initial=0)
-    digit_of = join_pieces(parts[0], part_class, min_area_fraction * largest_part)
+    digit_of = join_pieces(parts[0], part_class, min_area_fraction)
     labels, part_class = digit_of[parts[0]], part_class[np.unique(digit_of, return_index=True)[1]]
     raw_array = raw.cpu().numpy() if raw is not None else None
     regions = []
