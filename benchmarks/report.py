@@ -543,6 +543,8 @@ def pen_widths(results: Path) -> list[str]:
 
 
 TOUCHING_FILES = ("touching_digits_bundled_val.json", "touching_digits_bundled_test.json")
+# The same model and digits read off the mask alone, before a wide patch of one class could part in two.
+WHOLE_PATCH_FILES = tuple(name.replace("bundled_", "bundled_whole_patches_") for name in TOUCHING_FILES)
 
 
 def touching_digits(results: Path) -> list[str]:
@@ -554,7 +556,7 @@ def touching_digits(results: Path) -> list[str]:
     def share(right: int, rows: int) -> str:
         return f"{right}/{rows} ({right / rows:.1%})"
 
-    for name in TOUCHING_FILES:
+    for name, whole_name in zip(TOUCHING_FILES, WHOLE_PATCH_FILES, strict=True):
         record = load(results, name)
         body = []
         for rule in record["rules"]:
@@ -567,6 +569,12 @@ def touching_digits(results: Path) -> list[str]:
                          f"{record['single digits IoU'][rule]:.4f}"])  # fmt: skip
         model = record.get("model", record["checkpoint"])
         lines += [f"{made_by(record, name)}; {record['split']} digits; model: {model}:", "", *table(header, body), ""]
+        if record.get("part_wide") and (results / whole_name).is_file():
+            whole, own = load(results, whole_name), record["model_rule"]
+            before = ", ".join(f"{kind} {share(whole[kind][own]['read_right'], whole[kind][own]['rows'])}"
+                               for kind in (*kinds, "single digits"))  # fmt: skip
+            lines += [f"Read off the mask alone, a wide patch of one class always one digit "
+                      f"({made_by(whole, whole_name)}), the model's own rule read: {before}.", ""]  # fmt: skip
     return lines[:-1]
 
 

@@ -37,7 +37,7 @@ from mnistseg.inference import InferenceModel, load_for_inference
 from mnistseg.metrics import per_image_counts
 from mnistseg.picture import prepare_image
 from mnistseg.postprocess import NETWORK_ALONE, InferencePolicy, masks_from_logits
-from mnistseg.predict import describe_mask, resize_logits
+from mnistseg.predict import Segmentation, describe_mask, read_segmentation, resize_logits
 from mnistseg.scenes import touching_offset
 from record import benchmark_parser, write_record
 
@@ -115,8 +115,14 @@ def _glyph(font: ImageFont.FreeTypeFont, digit: int) -> np.ndarray:
     return np.asarray(canvas, dtype=np.float32) / 255
 
 
-def read_rows(model: InferenceModel, rows: list[tuple], rules: dict[str, InferencePolicy]) -> dict[str, Any]:
-    """Per rule, how many rows read right, in all and per kind (overlap or font)."""
+def read_rows(
+    model: InferenceModel, rows: list[tuple], rules: dict[str, InferencePolicy], part_wide: bool = True
+) -> dict[str, Any]:
+    """Per rule, how many rows read right, in all and per kind (overlap or font).
+
+    ``part_wide``: read as ``predict`` does (:func:`mnistseg.predict.read_segmentation`: a wide patch of
+    one class may be two digits); False: the mask alone (:func:`mnistseg.predict.describe_mask`).
+    """
     names = model.record.class_names
     right = {rule: {} for rule in rules}
     distinct = {rule: [0, 0] for rule in rules}  # rows of different digits only: a class mask can part those
@@ -126,8 +132,13 @@ def read_rows(model: InferenceModel, rows: list[tuple], rules: dict[str, Inferen
         prepared = prepare_image(picture, "auto")
         logits = resize_logits(model.logits(prepared.tensor).cpu(), prepared)
         strokes = None if prepared.strokes is None else torch.from_numpy(prepared.strokes)[None]
+        raw = masks_from_logits(logits, NETWORK_ALONE, strokes)[0]
         for rule, policy in rules.items():
-            found = describe_mask(masks_from_logits(logits, policy, strokes)[0], names)["digits"]
+            mask = masks_from_logits(logits, policy, strokes)[0]
+            if part_wide:
+                found = read_segmentation(Segmentation(mask, raw, prepared), model, names)["digits"]
+            else:
+                found = describe_mask(mask, names)["digits"]
             counts = right[rule].setdefault(str(kind), [0, 0])
             counts[0] += found == digits
             counts[1] += 1
@@ -162,6 +173,9 @@ def main() -> None:
     parser.add_argument("--singles", type=int, default=1000, help="single digits read alone (default: 1000)")
     parser.add_argument("--tta", action=argparse.BooleanOptionalAction,
                         help="test-time shifts on or off (default: as the checkpoint's recipe)")  # fmt: skip
+    parser.add_argument("--part-wide", action=argparse.BooleanOptionalAction, default=True,
+                        help="read a wide patch of one class as two digits where the network reads its halves so, as "
+                             "predict does (default: on; --no-part-wide: the mask alone)")  # fmt: skip
     args = parser.parse_args()
     model = load_for_inference(args.checkpoint, "torch", "cpu", precision="fp32", tta=args.tta)
     images, labels = load_arrays(args.root, train=args.split == "val")
@@ -171,10 +185,10 @@ def main() -> None:
         images, labels = images[val_index], labels[val_index]
     rules = policies()
     results = {
-        "pairs": read_rows(model, mnist_rows(images, labels, args.rows, 2, seed=1), rules),
-        "triples": read_rows(model, mnist_rows(images, labels, args.rows, 3, seed=2), rules),
-        "printed pairs": read_rows(model, font_rows(), rules),
-        "single digits": read_rows(model, single_rows(images, labels, args.singles), rules),
+        "pairs": read_rows(model, mnist_rows(images, labels, args.rows, 2, seed=1), rules, args.part_wide),
+        "triples": read_rows(model, mnist_rows(images, labels, args.rows, 3, seed=2), rules, args.part_wide),
+        "printed pairs": read_rows(model, font_rows(), rules, args.part_wide),
+        "single digits": read_rows(model, single_rows(images, labels, args.singles), rules, args.part_wide),
         "single digits IoU": single_digit_iou(model, images, labels, rules),
     }
     print(f"{model.describe()}, {args.split} digits; rows read right as the right digits:")
@@ -188,7 +202,7 @@ def main() -> None:
     # The logits were averaged over shifts already where the model's policy says so (model.logits).
     own = next((rule for rule, policy in rules.items() if replace(policy, tta=model.policy.tta) == model.policy), None)
     write_record(args.json, checkpoint=str(args.checkpoint), model=model.describe(), model_rule=own, split=args.split,
-                 rules=list(rules), **results)  # fmt: skip
+                 part_wide=args.part_wide, rules=list(rules), **results)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -18,8 +18,8 @@ import mnistseg
 from mnistseg.checkpoint import load_model
 from mnistseg.data import class_names, load_arrays
 from mnistseg.picture import ImageInputError, prepare_image, to_grayscale
-from mnistseg.predict import describe_mask, join_pieces, predict
-from mnistseg.scenes import make_scenes
+from mnistseg.predict import WIDE_SHARE, describe_mask, join_pieces, predict
+from mnistseg.scenes import make_scenes, touching_offset
 
 NAMES = class_names()
 
@@ -400,3 +400,57 @@ def test_describe_mask_reads_the_pieces_of_one_digit_as_one() -> None:
     speck_under = np.array([[1] * 10, [1] * 10, [0] * 9 + [2]])
     assert join_pieces(speck_under, np.array([0, 3, 3])).tolist() == [0, 1, 1]
     assert join_pieces(speck_under, np.array([0, 3, 3]), min_share=0.08).tolist() == [0, 1, 2]
+
+
+def test_describe_mask_parts_a_patch_where_split_says_two_digits() -> None:
+    # One patch of 5s (class 6): two blocks of rows 0-9 x 10 columns (0-9 and 11-20) joined by a
+    # 2-row bridge in column 10 (100 + 2 + 100 = 202 px), and a 1-pixel speck of a 5 at (11, 22),
+    # under 8% of the largest: never asked. split says the patch parts at column 11.
+    mask = torch.zeros(12, 23, dtype=torch.int64)
+    mask[:10, :10], mask[4:6, 10], mask[:10, 11:21], mask[11, 22] = 6, 6, 6, 6
+    asked: list[tuple[int, int]] = []
+
+    def split(region: np.ndarray, class_id: int) -> int | None:
+        asked.append((int(region.sum()), class_id))
+        return 11
+
+    summary = describe_mask(mask, NAMES, split=split)
+    assert asked == [(202, 6)]
+    assert summary["digits"] == [5, 5]
+    assert [region["bbox"] for region in summary["regions"]] == [[0, 0, 11, 10], [11, 0, 21, 10]]
+    assert [region["area"] for region in summary["regions"]] == [102, 100]
+    assert describe_mask(mask, NAMES, split=lambda region, class_id: None)["digits"] == [5]
+    assert describe_mask(mask, NAMES)["digits"] == [5]  # without split: the mask alone, one patch one digit
+
+
+def test_two_touching_fives_read_as_two(tmp_path: Path, digits: tuple[torch.Tensor, torch.Tensor]) -> None:
+    """Two 5s whose ink touches are one patch of one class; predict and the web page read them as 5 5."""
+    from mnistseg.checkpoint import BUNDLED_MODEL
+    from mnistseg.inference import load_for_inference
+    from mnistseg.predict import read_segmentation, segment
+    from mnistseg.serve import Segmenter
+
+    images, labels = digits
+    first, second = (images[index].numpy().astype(np.float32) / 255 for index in (23, 45))
+    assert labels[23] == labels[45] == 5
+    offset = touching_offset(first > 0.2, second > 0.2) - 1  # touching, then 1 pixel more
+    row = np.zeros((28, offset + 28), dtype=np.float32)
+    row[:, :28] = first
+    row[:, offset:] = np.maximum(row[:, offset:], second)
+    Image.fromarray(np.uint8(255 - np.pad(row, 8) * 255)).save(tmp_path / "fives.png")  # dark on white
+
+    model = load_for_inference(BUNDLED_MODEL)
+    found = segment(Image.open(tmp_path / "fives.png"), model)
+    assert describe_mask(found.mask, NAMES)["digits"] == [5]  # one patch of the class
+    wide = found.mask.numpy() > 0
+    columns, rows = np.flatnonzero(wide.any(axis=0)), np.flatnonzero(wide.any(axis=1))
+    assert np.ptp(columns) > WIDE_SHARE * np.ptp(rows)
+    summary = read_segmentation(found, model, NAMES)
+    assert summary["digits"] == [5, 5]
+    assert summary["regions"][0]["bbox"][2] == summary["regions"][1]["bbox"][0]  # parted at one column
+
+    result = run_cli("predict", tmp_path / "fives.png", "--checkpoint", BUNDLED_MODEL, "--out", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[1] == f"{tmp_path / 'fives.png'}: 5 5"
+    page = Segmenter(model, tuple(NAMES), "bundled").segment_image((tmp_path / "fives.png").read_bytes())
+    assert page["digits"] == [5, 5] and page["regions"] == summary["regions"]

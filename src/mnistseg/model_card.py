@@ -46,7 +46,8 @@ TOUCHING_LIMITS = {
     "region": "* Two digits that touch form one region and are read as one digit (the region vote).",
     "parts": "* Digits that touch are kept apart where the network gives each a coherent part of the region "
     "(the parts rule), not always: `benchmarks/touching_digits.py` says how often; two touching digits of the "
-    "same class are one patch of that class, read as one digit.",
+    "same class are one patch of that class, read as two only where the patch is wide and the network reads "
+    "each half alone as that class (`mnistseg.predict.split_column`).",
     "none": "* The network's own pixels, without a vote: a digit may come out in pieces of several classes.",
 }
 

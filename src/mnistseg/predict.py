@@ -21,7 +21,7 @@ Example::
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,15 @@ MIN_REGION_SHARE = 0.08
 # 2% (the share before): shares of 0.1, 0.2 and 0.3 read the same; without joining, 412 pairs,
 # 354 printed pairs and 962 single digits (the three above: 419, 355, 967).
 PIECE_GAP_SHARE = 0.2
+# A digit wider than this many times its height may be two touching digits of one class ("55",
+# "00"): a class mask makes them one patch. It is parted at its thinnest column between 30% and
+# 70% of its width when the network, reading each half alone, finds that class in both
+# (:func:`split_column`). Validation digits, the bundled model, its parts rule (exploratory, one run
+# each, halves read at the input's resolution): 1.15 read 433 of 500 touching pairs (421 without
+# parting), 391/400 printed pairs (357), 305/500 triples (268) and 971/1000 single digits (971);
+# 1.0 read 435, 392, 309 and 970: one single digit fewer. benchmarks/touching_digits.py measures it.
+WIDE_SHARE = 1.15
+SPLIT_WINDOW = (0.3, 0.7)  # where along a wide digit's width the cut may fall
 
 
 @torch.inference_mode()
@@ -108,6 +117,80 @@ def segment(
     return Segmentation(masks_from_logits(logits, policy or model.policy, strokes)[0], raw, prepared)
 
 
+def read_segmentation(found: Segmentation, model: nn.Module | InferenceModel, names: Sequence[str]) -> dict[str, Any]:
+    """The digits of a :class:`Segmentation`, as ``mnistseg predict`` and ``serve`` report them.
+
+    :func:`describe_mask` on the mask, where a wide patch of one class is read as two digits when
+    the network reads each of its halves alone as that class (:func:`split_column`).
+
+    Args:
+        found: what :func:`segment` returned for an image and ``model``.
+        model: the model that segmented it.
+        names: the class names, background first.
+
+    Returns:
+        :func:`describe_mask`'s summary, with each region's ``votes``.
+    """
+    model = as_inference_model(model)
+
+    def parts_in_two(region: np.ndarray, class_id: int) -> int | None:
+        return split_column(region, class_id, found.prepared, model, names)
+
+    return describe_mask(found.mask, names, raw=found.raw_mask, split=parts_in_two)
+
+
+def split_column(
+    region: np.ndarray, class_id: int, prepared: PreparedImage, model: InferenceModel, names: Sequence[str]
+) -> int | None:
+    """Where a wide patch of one class parts into two digits of that class, if it does.
+
+    A patch wider than :data:`WIDE_SHARE` times its height is cut at its thinnest column within
+    :data:`SPLIT_WINDOW` of its width. Each half of its ink, as the network saw it, is then read
+    alone as a page (:func:`segment`, :func:`describe_mask`); the patch parts only if both halves
+    read as exactly one digit of ``class_id``. A wide single digit (a flat 2, a wide 0) cut in two
+    leaves halves that read as something else, or as nothing.
+
+    Args:
+        region: bool ``[H, W]`` at the input's size: the patch's pixels.
+        class_id: its class (digit + 1).
+        prepared: the image as the network saw it (:func:`mnistseg.picture.prepare_image`).
+        model: the model to read the halves with.
+        names: the class names, background first.
+
+    Returns:
+        The input's first column of the right-hand digit, or None (one digit).
+    """
+    rows, columns = np.nonzero(region)
+    if len(columns) == 0:
+        return None
+    left, width = int(columns.min()), int(columns.max() - columns.min() + 1)
+    if width <= WIDE_SHARE * (rows.max() - rows.min() + 1):
+        return None
+    profile = np.bincount(columns - left, minlength=width)
+    start, stop = int(SPLIT_WINDOW[0] * width), int(np.ceil(SPLIT_WINDOW[1] * width))
+    cut = left + start + int(np.argmin(profile[start:stop]))
+    ink = region_ink(region, prepared)  # (h, w), light on black
+    scaled_cut = MARGIN + round(cut * prepared.scaled_size[1] / prepared.original_size[1])
+    for half in (ink[:, :scaled_cut], ink[:, scaled_cut:]):
+        alone = segment(half, model, invert="no", normalise_pen=False)
+        if describe_mask(alone.mask, names)["digits"] != [class_id - 1]:
+            return None
+    return cut
+
+
+def region_ink(region: np.ndarray, prepared: PreparedImage) -> np.ndarray:
+    """The network's input where ``region`` (bool ``[H, W]``, the input's size) lies, a pixel around it included.
+
+    Returns:
+        float32 ``[h, w]`` in 0..1, the size of ``prepared.tensor``'s image, 0 elsewhere.
+    """
+    scaled = F.interpolate(torch.from_numpy(region)[None, None].float(), size=prepared.scaled_size, mode="nearest")
+    height, width = prepared.tensor.shape[-2:]
+    placed = F.pad(scaled, (MARGIN, width - MARGIN - scaled.shape[-1], MARGIN, height - MARGIN - scaled.shape[-2]))
+    near = F.max_pool2d(placed, 3, stride=1, padding=1)  # a pixel around the patch: its strokes' soft edges
+    return (prepared.tensor.cpu() * near)[0, 0].numpy()
+
+
 def resize_logits(logits: Tensor, prepared: PreparedImage) -> Tensor:
     """Crop the padding off ``[1, C, h, w]`` logits and resize them to the input's size ``[1, C, H, W]``."""
     scaled_h, scaled_w = prepared.scaled_size
@@ -156,7 +239,11 @@ def join_pieces(
 
 
 def describe_mask(
-    mask: Tensor, names: Sequence[str], min_area_fraction: float = MIN_REGION_SHARE, raw: Tensor | None = None
+    mask: Tensor,
+    names: Sequence[str],
+    min_area_fraction: float = MIN_REGION_SHARE,
+    raw: Tensor | None = None,
+    split: Callable[[np.ndarray, int], int | None] | None = None,
 ) -> dict[str, Any]:
     """Read a predicted mask: the digits left to right, areas per class, and regions.
 
@@ -171,6 +258,9 @@ def describe_mask(
         min_area_fraction: see above.
         raw: the network's mask before the vote (:attr:`Segmentation.raw_mask`); if
             given, each region also reports how its pixels voted.
+        split: asked of each region (bool ``[H, W]``, class id) whether it is two digits of its
+            class, it gives the right-hand one's first column or None (:func:`read_segmentation`
+            asks the network, :func:`split_column`); None: a region is one digit.
 
     Returns:
         ``{"digits": [int, ...], "areas": {name: pixels}, "regions": [{"bbox": [x0, y0,
@@ -185,6 +275,8 @@ def describe_mask(
     parts, part_class = label_parts(mask[None], len(names))
     digit_of = join_pieces(parts[0], part_class, min_area_fraction)
     labels, part_class = digit_of[parts[0]], part_class[np.unique(digit_of, return_index=True)[1]]
+    if split is not None:
+        labels, part_class = split_regions(labels, part_class, split, min_area_fraction)
     raw_array = raw.cpu().numpy() if raw is not None else None
     regions = []
     for number, found in enumerate(ndimage.find_objects(labels), start=1):
@@ -213,6 +305,32 @@ def describe_mask(
     }
 
 
+def split_regions(
+    labels: np.ndarray, region_class: np.ndarray, split: Callable[[np.ndarray, int], int | None], min_share: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Part the regions ``split`` says are two digits: their pixels right of its column become a new region.
+
+    Args:
+        labels: int ``[H, W]`` region numbers 1..count, 0 on background.
+        region_class: int ``[count + 1]``, each region's class (0 for row 0).
+        split: see :func:`describe_mask`.
+        min_share: regions under this share of the largest are specks, not asked.
+
+    Returns:
+        ``(labels, region_class)`` with the new regions numbered after the old.
+    """
+    area = np.bincount(labels.ravel(), minlength=len(region_class))
+    area[0] = 0
+    labels, classes = labels.copy(), list(region_class)
+    for number in np.flatnonzero(area >= max(min_share * area.max(), 1)):
+        region = labels == number
+        column = split(region, int(region_class[number]))
+        if column is not None:
+            labels[region & (np.arange(labels.shape[1]) >= column)] = len(classes)
+            classes.append(region_class[number])
+    return labels, np.asarray(classes, dtype=np.int64)
+
+
 def predict_file(
     path: Path, model: nn.Module | InferenceModel, out: Path, names: Sequence[str], invert: str = "auto"
 ) -> dict[str, Any]:
@@ -233,7 +351,7 @@ def predict_file(
     summary = {
         "image": str(path), "inverted": prepared.inverted, "tta": model.tta,
         "stroke_width": round(prepared.stroke_width, 1), "strokes": prepared.stroke_change,
-        "specks_removed": prepared.specks_removed, **describe_mask(found.mask, names, raw=found.raw_mask),
+        "specks_removed": prepared.specks_removed, **read_segmentation(found, model, names),
     }  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     mask_path, overlay_path, json_path = (

@@ -45,7 +45,7 @@ from mnistseg.checkpoint import default_checkpoint
 from mnistseg.datasets import CLASS_COLORS
 from mnistseg.inference import InferenceModel, load_for_inference
 from mnistseg.picture import ImageInputError, ImageTooLargeError, decode_image
-from mnistseg.predict import describe_mask, segment
+from mnistseg.predict import read_segmentation, segment
 
 MAX_BODY_BYTES = 2_000_000  # a 560x280 drawing is a few kB as PNG
 MAX_IMAGE_PIXELS = 2_000_000  # about 1400x1400
@@ -111,6 +111,7 @@ class Segmenter:
         started = time.perf_counter()
         with self.lock:
             found = segment(image, self.model, max_scaled_pixels=MAX_SCALED_PIXELS)
+            reading = read_segmentation(found, self.model, self.names)  # may read a wide patch's halves
             mask, prepared = found.mask, found.prepared  # int64 (H, W)
         milliseconds = (time.perf_counter() - started) * 1000
         height, width = mask.shape
@@ -122,7 +123,7 @@ class Segmenter:
             "inverted": prepared.inverted,
             "tta": self.model.tta,
             "milliseconds": round(milliseconds, 1),
-            **describe_mask(mask, self.names, raw=found.raw_mask),
+            **reading,
         }
 
 
