@@ -12,7 +12,6 @@ import torch
 
 from mnistseg.datasets import get_dataset
 from mnistseg.device import resolve_precision
-from mnistseg.recipes import get_preset
 
 # Albumentations (optional, tested when installed) asks the network for updates on import.
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
@@ -38,15 +37,11 @@ def trained_checkpoint(data_root: Path, tmp_path_factory: pytest.TempPathFactory
 
     Good enough to read clear digits: the predict and serve tests check the digits it finds,
     among them docs/your-images.md's example output, written from a native-bf16 CPU's ``runs/fast``.
-    Where the CPU trains in float32, ``fast`` keeps its previous, weaker network
-    (``recipes.FP32_CPU_CHANGES``), which on its own 18,000 images reads an extra 7 beside the
-    photo's 9 (AVX2 emulated, once): there it trains on all 50,000 training images.
+    Where the CPU trains in float32 it is that class's ``fast`` (``recipes.FP32_CPU_CHANGES``).
     """
     out = tmp_path_factory.mktemp("trained")
-    cpu = torch.device("cpu")
-    subset = [] if get_preset("fast", cpu) == get_preset("fast") else ["--subset", "60000"]  # changed on this CPU
     command = [sys.executable, "-m", "mnistseg", "train", "--root", str(data_root), "--out", str(out),
-               "--device", "cpu", *subset]  # fmt: skip
+               "--device", "cpu"]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     return out

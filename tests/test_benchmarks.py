@@ -56,12 +56,12 @@ def test_the_float32_variants_change_the_float32_classs_fast() -> None:
 
     recipes = [trained(flags) for _, flags in FLOAT32_VARIANTS]
     assert recipes[0] == get_preset("fast", torch.device("cpu"), precision="fp32")  # the class's fast as it stands
-    assert (recipes[0].widths, recipes[0].bottleneck_blocks, recipes[0].half_scores) == ((8, 32, 64), 2, True)
-    native = recipes[1]  # the native class's network at the float32 class's widths and rate
-    assert (native.widths, native.lr, native.bottleneck_blocks, native.half_scores, native.head_lr_scale,
-            native.subset) == ((8, 32, 64), 0.024, 3, False, 300.0, 24_000)  # fmt: skip
-    assert recipes[2] == replace(native, subset=21_600)
-    assert recipes[3] == replace(native, widths=(16, 32, 64), lr=0.03)
+    assert (recipes[0].widths, recipes[0].lr, recipes[0].bottleneck_blocks, recipes[0].half_scores,
+            recipes[0].head_lr_scale, recipes[0].subset) == ((8, 32, 64), 0.024, 3, False, 300.0, 24_000)  # fmt: skip
+    previous = recipes[1]  # the float32 class's fast before its network alone cleared the article
+    assert previous == replace(recipes[0], bottleneck_blocks=2, half_scores=True, head_lr_scale=1.0, subset=21_600)
+    assert recipes[2] == replace(recipes[0], subset=21_600)
+    assert recipes[3] == replace(recipes[0], widths=(16, 32, 64), lr=0.03)
 
 
 def test_choices_refuses_the_other_cpu_classs_variants(tmp_path: Path) -> None:

@@ -59,8 +59,8 @@ def test_train_writes_checkpoint_metrics_and_figures(trained: Path) -> None:
         tp, fp, fn = int(row["tp"]), int(row["fp"]), int(row["fn"])
         assert float(row["iou"]) == pytest.approx(tp / (tp + fp + fn))
     config = json.loads((trained / "config.json").read_text())
-    # Where bf16 is native: 16/32/64, 3 bottleneck blocks, scores from there alone; in float32
-    # the previous fast: 8/32/64, 2 blocks, scores from both levels. The region vote on both.
+    # 3 bottleneck blocks, scores from there alone, the region vote; 16/32/64 where bf16 is native,
+    # 8/32/64 in float32.
     fast = get_preset("fast", torch.device("cpu"))
     assert config["model"] == {
         "in_channels": 1, "num_classes": 11, "widths": list(fast.widths), "input_to_head": True,
