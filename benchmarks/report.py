@@ -216,16 +216,26 @@ def target_lines(rows: Measured) -> list[str]:
     return lines
 
 
+def capped(record: dict[str, Any]) -> bool:
+    """Whether a record's CPU ran with its kernels capped (``ONEDNN_MAX_CPU_ISA``), as another class would."""
+    return bool(record["hardware"].get("onednn_max_cpu_isa"))
+
+
 def provenance(rows: Measured) -> list[str]:
     versions = rows[0][1]["versions"]
+    avx2 = next((record for label, record, _ in rows if label == "AVX2 only"), None)
+    how = (
+        "The AVX2 class is a machine with AVX-512 (named below) run under `ATEN_CPU_CAPABILITY=avx2 "
+        "ONEDNN_MAX_CPU_ISA=AVX2`, as a CPU without AVX-512 or native bf16 (most laptops) runs"
+        if avx2 is not None and capped(avx2)
+        else "The AVX2 class is a CPU without AVX-512 or native bf16, as most laptops are"
+    )
     return [
         "Measured by `benchmarks/time_to_quality.py`, one run per CPU class, each on an otherwise idle machine, "
         f"with torch {versions['torch']}, torchvision {versions['torchvision']} and Python {versions['python']}. "
-        "The AVX2 class is a machine with AVX-512 (named below) run under `ATEN_CPU_CAPABILITY=avx2 "
-        "ONEDNN_MAX_CPU_ISA=AVX2`, as a CPU without AVX-512 or native bf16 (most laptops) runs; the precision in "
-        "brackets is what `auto` chose there. Where the classes were measured on different machines, compare "
-        "ratios within a class, not times across them. Test IoU and times are mean ± std over the seeds; the "
-        "reference is timed in the same run.",
+        f"{how}; the precision in brackets is what `auto` chose there. Where the classes were measured on "
+        "different machines, compare ratios within a class, not times across them. Test IoU and times are "
+        "mean ± std over the seeds; the reference is timed in the same run.",
         "",
         *(f"* {cpu_class(label, record)}, {record['seeds']} seeds: `{record['command']}`" for label, record, _ in rows),
     ]
@@ -235,7 +245,11 @@ def measured_on(rows: Measured) -> list[str]:
     """The README's first paragraph: what the times were measured on."""
     classes = {label: record["hardware"] for label, record, _ in rows}
     first = next(iter(classes.values()))
-    one_machine = len({(hardware["cpu"], hardware["cores"]) for hardware in classes.values()}) == 1
+    # One machine: the AVX2 class was the native machine with its kernels capped (a CPU's name
+    # alone does not tell two machines apart: both may be an "AMD EPYC").
+    one_machine = len({(hardware["cpu"], hardware["cores"]) for hardware in classes.values()}) == 1 and all(
+        capped(record) for label, record, _ in rows if label == "AVX2 only"
+    )
     native = classes.get("native")
     kinds = []
     if native:
@@ -243,8 +257,8 @@ def measured_on(rows: Measured) -> list[str]:
                      f"{'native bf16' if native.get('native_bf16') else 'no native bf16'})"
                      + ("" if one_machine else f" on an {native['cpu']}"))  # fmt: skip
     if "AVX2 only" in classes:
-        kinds.append("run as a CPU without AVX-512 (AVX2 only, as most laptops are)"
-                     + ("" if one_machine else f" on an {classes['AVX2 only']['cpu']}")
+        kinds.append(("run as a CPU without AVX-512 (AVX2 only, as most laptops are)" if one_machine else
+                      f"on an {classes['AVX2 only']['cpu']} without AVX-512 (AVX2 only, as most laptops are)")
                      + ", where mnistseg chooses float32 over bf16 by itself")  # fmt: skip
     where = f"a {first['cores']}-core {first['cpu']} virtual machine" if one_machine else (
         f"{first['cores']}-core virtual machines")  # fmt: skip
@@ -414,13 +428,15 @@ def fast_choices_float32(results: Path) -> list[str]:
     passing = [v for v in record["variants"] if min(run["val_iou"] for run in v["runs"]) >= ARTICLE_IOU]
     said = "; ".join(f'"{v["variant"]}"' for v in passing) if passing else "none"
     sentences = [f"Network alone at or above the article's test IoU ({ARTICLE_IOU:.4f}) on every seed: {said}."]
-    reference = reference_seconds(load(results, "time_to_quality_avx2.json"))
+    avx2 = load(results, "time_to_quality_avx2.json")
+    reference = reference_seconds(avx2)
     if passing and reference:  # the frontier, against the class's reference timed in another run
         quickest = min(passing, key=lambda v: v["wall_seconds"]["mean"])
+        where = "its kernels capped at AVX2 on another machine" if capped(avx2) else f"{avx2['date']}"
         sentences.append(
             f"The quickest of them takes {reference / quickest['wall_seconds']['mean']:,.0f}x less time than the "
             f"reference recipe as extrapolated for this CPU class in `time_to_quality_avx2.json` (another run, "
-            f"its kernels capped at AVX2 on another machine): a ratio across two runs, not one measured within one."
+            f"{where}): a ratio across two runs, not one measured within one."
         )
     return [*lines, "", " ".join(sentences)]
 

@@ -163,6 +163,10 @@ def test_a_deeper_bottleneck_and_class_scores_from_it_alone_by_hand() -> None:
     model = SimpleUNet(widths=(16, 32, 64), input_to_head=True, decoder="scores", bottleneck_blocks=4,
                        half_scores=False)  # fmt: skip
     assert count_parameters(model) == 72_996 + 2 * 36_992 - 320 == 146_660
+    # fast in float32, 8/32/64 (68,852 with two blocks, above): 68,852 + 36,992 - 320 = 105,524.
+    fp32_fast = SimpleUNet(widths=(8, 32, 64), input_to_head=True, decoder="scores", bottleneck_blocks=3,
+                           half_scores=False)  # fmt: skip
+    assert count_parameters(fp32_fast) == 68_852 + 36_992 - 320 == 105_524
     assert [layer.in_channels for layer in model.what] == [64]  # the bottleneck's scores alone
     assert sum(isinstance(layer, torch.nn.Conv2d) for layer in model.bottleneck) == 4
     assert model(torch.rand(2, 1, 28, 28)).shape == (2, 11, 28, 28)

@@ -51,10 +51,12 @@ PIECE_GAP_SHARE = 0.2
 # A digit wider than this many times its height may be two touching digits of one class ("55",
 # "00"): a class mask makes them one patch. It is parted at its thinnest column between 30% and
 # 70% of its width when the network, reading each half alone, finds that class in both
-# (:func:`split_column`). Validation digits, the bundled model, its parts rule (exploratory, one run
-# each, halves read at the input's resolution): 1.15 read 433 of 500 touching pairs (421 without
-# parting), 391/400 printed pairs (357), 305/500 triples (268) and 971/1000 single digits (971);
-# 1.0 read 435, 392, 309 and 970: one single digit fewer. benchmarks/touching_digits.py measures it.
+# (:func:`split_column`). Chosen on validation digits with the bundled model and its parts rule, in an
+# exploratory run of each share (halves cut from the page at its own resolution): 1.0 read 435 of 500
+# touching pairs, 392/400 printed pairs, 309/500 triples and 970/1000 single digits; 1.15 read 433,
+# 391, 305 and 971, losing no single digit (971 without parting). As shipped (halves cut from the
+# network's input), benchmarks/touching_digits.py reads 437, 391, 307 and 971 there, and no row of
+# different digits fewer (benchmarks/results/touching_digits_bundled_val.json).
 WIDE_SHARE = 1.15
 SPLIT_WINDOW = (0.3, 0.7)  # where along a wide digit's width the cut may fall
 
