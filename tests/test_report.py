@@ -13,7 +13,7 @@ import pytest
 TOP = Path(__file__).resolve().parents[1]
 BENCHMARKS = TOP / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
-from report import SECTIONS, markers, measured, render, speed_table, summary_table  # noqa: E402
+from report import SECTIONS, frontier, markers, measured, measured_on, render, speed_table, summary_table  # noqa: E402
 
 
 def report(*args: str | Path) -> subprocess.CompletedProcess[str]:
@@ -80,3 +80,27 @@ def test_the_tables_from_a_record_computed_by_hand(tmp_path: Path) -> None:
     assert render(f"top\n{begin}\nold\n{end}\nbottom\n", "x", ["new"]) == f"top\n{begin}\nnew\n{end}\nbottom\n"
     with pytest.raises(ValueError, match="no <!-- generated:x begin -->"):
         render("a page without the markers\n", "x", ["new"])
+
+
+def test_the_frontier_and_the_machines_said_from_a_record() -> None:
+    fast = {"wall_seconds": summary(20.0)}
+    record = {"reference": {"dataset": {"total_seconds": 16_000.0}}, "summaries": {"fast": fast}}
+    # 16,000 s / 20 s = 800x, short of 1,000x, which would allow 16,000 / 1,000 = 16.0 s.
+    said = frontier(record, "fast", lowest_alone=0.9657)
+    assert said[0].startswith(
+        "It takes 800x less time than the reference, short of 1,000x (16.0 s): 20.0 s is the time"
+    )
+    assert "clear" not in frontier(record, "fast", lowest_alone=0.95)[0]  # the network alone missed: no time claimed
+    assert frontier(record, "best", lowest_alone=0.99) == []
+    fast["wall_seconds"] = summary(16.0)  # 1,000x exactly: nothing to say
+    assert frontier(record, "fast", lowest_alone=0.9657) == []
+    # The AVX2 class run on another machine with its kernels capped: both CPUs named, the cap said.
+    native = {"hardware": {"cpu": "AMD X", "cores": 2, "cpu_capability": "AVX512", "native_bf16": True}}
+    capped = {"hardware": {"cpu": "Intel Y", "cores": 2, "cpu_capability": "AVX2", "onednn_max_cpu_isa": "AVX2"}}
+    line = measured_on([("native", native, None), ("AVX2 only", capped, None)])[0]
+    assert line.startswith("The times below were measured on 2-core virtual machines, as it is (AVX512 kernels, "
+                           "native bf16) on an AMD X and run as a CPU without AVX-512")  # fmt: skip
+    assert ", an Intel Y with its kernels capped," in line
+    same_cpu = {"hardware": {**capped["hardware"], "cpu": "AMD X"}}  # the native machine, capped
+    one = measured_on([("native", native, None), ("AVX2 only", same_cpu, None)])[0]
+    assert one.startswith("The times below were measured on a 2-core AMD X virtual machine") and "Intel Y" not in one
