@@ -89,7 +89,7 @@ CASES: list[tuple[str, Callable[[Paths], list[str | Path]], int, tuple[str, ...]
     ("missing data root", lambda p: ["train", "--root", p["missing"], "--out", p["missing"] / "o"], 1,
      ("train-images-idx3-ubyte is missing", "mnistseg data")),
     ("data root is a file", lambda p: ["evaluate", "--root", p["a_file"], "--checkpoint", p["good"]], 1, ("is missing",)),
-    ("truncated data file", lambda p: ["train", "--root", p["truncated_root"], *TRAIN_SMALL], 1,
+    ("truncated data file", lambda p: ["train", "--root", p["truncated_root"], "--out", p["missing"] / "o", *TRAIN_SMALL], 1,
      ("train-images-idx3-ubyte has the wrong SHA-256",)),
     ("wrong checksum", lambda p: ["data", "--root", p["flipped_root"]], 1, ("train-images-idx3-ubyte has the wrong SHA-256",)),
     ("missing checkpoint", lambda p: ["evaluate", "--checkpoint", p["missing"], "--root", p["root"]], 1, ("does not exist",)),
@@ -141,6 +141,7 @@ def test_bad_input_gets_one_clear_line(
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
     assert snapshot(paths["good"]) == before  # nothing previously written was touched
+    assert not paths["missing"].exists()  # a run refused for its data leaves no empty output folder
 
 
 def test_a_full_disk_is_one_line_and_leaves_no_torn_file(paths: Paths, tmp_path: Path) -> None:

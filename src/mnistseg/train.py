@@ -372,10 +372,10 @@ def fit(
     out = Path(out)
     if resume:  # before anything is loaded: a run of another recipe is refused as such
         check_resumable(out, recipe)
-    if context.is_main:
-        out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     run = build_run(recipe, root, device, context, log)
+    if context.is_main:  # once the data has loaded: a missing or damaged data set leaves no empty folder
+        out.mkdir(parents=True, exist_ok=True)
     set_float32_precision(device, run.precision)
     setup_seconds = time.perf_counter() - started
     record = CheckpointRecord(
