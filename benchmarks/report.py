@@ -587,35 +587,48 @@ TOUCHING_FILES = ("touching_digits_bundled_val.json", "touching_digits_bundled_t
 WHOLE_PATCH_FILES = tuple(name.replace("bundled_", "bundled_whole_patches_") for name in TOUCHING_FILES)
 
 
+TOUCHING_KINDS = ("pairs", "triples", "printed pairs")
+
+
+def _share(right: int, rows: int) -> str:
+    return f"{right}/{rows} ({right / rows:.1%})"
+
+
+def touching_table(results: Path, name: str) -> list[str]:
+    """One ``touching_digits`` record: who made it, then a row per rule."""
+    record = load(results, name)
+    header = ["rule", "MNIST pairs", "MNIST triples", "printed pairs", "single digits read", "single digits IoU"]
+    body = []
+    for rule in record["rules"]:
+        cells = [record[kind][rule] for kind in TOUCHING_KINDS]
+        own = " (the model's own)" if rule == record.get("model_rule") else ""
+        single = record["single digits"][rule]
+        body.append([f"`{rule}`{own}", *(_share(c["read_right"], c["rows"]) + "; different digits "
+                                         + _share(*c["different_digits"]) for c in cells),
+                     _share(single["read_right"], single["rows"]),
+                     f"{record['single digits IoU'][rule]:.4f}"])  # fmt: skip
+    model = record.get("model", record["checkpoint"])
+    return [f"{made_by(record, name)}; {record['split']} digits; model: {model}:", "", *table(header, body)]
+
+
 def touching_digits(results: Path) -> list[str]:
     """How many rows of touching digits the bundled model reads right, per rule (``touching_digits_*.json``)."""
-    kinds = ("pairs", "triples", "printed pairs")
-    header = ["rule", "MNIST pairs", "MNIST triples", "printed pairs", "single digits read", "single digits IoU"]
     lines = []
-
-    def share(right: int, rows: int) -> str:
-        return f"{right}/{rows} ({right / rows:.1%})"
-
     for name, whole_name in zip(TOUCHING_FILES, WHOLE_PATCH_FILES, strict=True):
+        lines += [*touching_table(results, name), ""]
         record = load(results, name)
-        body = []
-        for rule in record["rules"]:
-            cells = [record[kind][rule] for kind in kinds]
-            own = " (the model's own)" if rule == record.get("model_rule") else ""
-            single = record["single digits"][rule]
-            body.append([f"`{rule}`{own}", *(share(c["read_right"], c["rows"]) + "; different digits "
-                                             + share(*c["different_digits"]) for c in cells),
-                         share(single["read_right"], single["rows"]),
-                         f"{record['single digits IoU'][rule]:.4f}"])  # fmt: skip
-        model = record.get("model", record["checkpoint"])
-        lines += [f"{made_by(record, name)}; {record['split']} digits; model: {model}:", "", *table(header, body), ""]
         if record.get("part_wide") and (results / whole_name).is_file():
             whole, own = load(results, whole_name), record["model_rule"]
-            before = ", ".join(f"{kind} {share(whole[kind][own]['read_right'], whole[kind][own]['rows'])}"
-                               for kind in (*kinds, "single digits"))  # fmt: skip
+            before = ", ".join(f"{kind} {_share(whole[kind][own]['read_right'], whole[kind][own]['rows'])}"
+                               for kind in (*TOUCHING_KINDS, "single digits"))  # fmt: skip
             lines += [f"Read off the mask alone, a wide patch of one class always one digit "
                       f"({made_by(whole, whole_name)}), the model's own rule read: {before}.", ""]  # fmt: skip
     return lines[:-1]
+
+
+def touching_digits_best(results: Path) -> list[str]:
+    """The same rows read by a ``best`` checkpoint, trained on single digits (``touching_digits_best_test.json``)."""
+    return touching_table(results, "touching_digits_best_test.json")
 
 
 def scaling(results: Path) -> list[str]:
@@ -643,6 +656,7 @@ SECTIONS: tuple[tuple[str, str, Callable[[Path], list[str]]], ...] = (
     ("docs/your-images.md", "inference-engines", inference_engines),
     ("docs/your-images.md", "pen-widths", pen_widths),
     ("docs/your-images.md", "touching-digits", touching_digits),
+    ("docs/your-images.md", "touching-digits-best", touching_digits_best),
     ("docs/distributed.md", "scaling", scaling),
 )
 
