@@ -27,7 +27,8 @@ from time_to_quality import TARGETS
 TOP = Path(__file__).resolve().parents[1]
 RESULTS = TOP / "benchmarks" / "results"
 # (file suffix, how the class is named)
-CLASSES = (("", "native"), ("_avx2", "AVX2 only"))
+AVX2_LABEL = "AVX2 only"
+CLASSES = (("", "native"), ("_avx2", AVX2_LABEL))
 # The article's published test counts (quoted, not measured here).
 ARTICLE = {"tp": 1_247_593, "fp": 21_385, "fn": 31_288}
 ARTICLE_IOU = ARTICLE["tp"] / (ARTICLE["tp"] + ARTICLE["fp"] + ARTICLE["fn"])
@@ -217,6 +218,11 @@ def target_lines(rows: Measured) -> list[str]:
     return lines
 
 
+def avx2_class(rows: Measured) -> dict[str, Any] | None:
+    """The AVX2 class's ``time_to_quality`` record, if it was measured."""
+    return next((record for label, record, _ in rows if label == AVX2_LABEL), None)
+
+
 def capped(record: dict[str, Any]) -> bool:
     """Whether a record's CPU ran with its kernels capped (``ONEDNN_MAX_CPU_ISA``), as another class would."""
     return bool(record["hardware"].get("onednn_max_cpu_isa"))
@@ -224,7 +230,7 @@ def capped(record: dict[str, Any]) -> bool:
 
 def provenance(rows: Measured) -> list[str]:
     versions = rows[0][1]["versions"]
-    avx2 = next((record for label, record, _ in rows if label == "AVX2 only"), None)
+    avx2 = avx2_class(rows)
     how = (
         "The AVX2 class is a machine with AVX-512 (named below) run under `ATEN_CPU_CAPABILITY=avx2 "
         "ONEDNN_MAX_CPU_ISA=AVX2`, as a CPU without AVX-512 or native bf16 (most laptops) runs"
@@ -248,8 +254,9 @@ def measured_on(rows: Measured) -> list[str]:
     first = next(iter(classes.values()))
     # One machine: the AVX2 class was the native machine with its kernels capped (a CPU's name
     # alone does not tell two machines apart: both may be an "AMD EPYC").
-    one_machine = len({(hardware["cpu"], hardware["cores"]) for hardware in classes.values()}) == 1 and all(
-        capped(record) for label, record, _ in rows if label == "AVX2 only"
+    avx2 = avx2_class(rows)
+    one_machine = len({(hardware["cpu"], hardware["cores"]) for hardware in classes.values()}) == 1 and (
+        avx2 is None or capped(avx2)
     )
     native = classes.get("native")
     kinds = []
@@ -257,7 +264,6 @@ def measured_on(rows: Measured) -> list[str]:
         kinds.append(f"as it is ({native.get('cpu_capability')} kernels, "
                      f"{'native bf16' if native.get('native_bf16') else 'no native bf16'})"
                      + ("" if one_machine else f" on an {native['cpu']}"))  # fmt: skip
-    avx2 = next((record for label, record, _ in rows if label == "AVX2 only"), None)
     if avx2 is not None:
         cpu = avx2["hardware"]["cpu"]
         kinds.append(("run as a CPU without AVX-512 (AVX2 only, as most laptops are)" if capped(avx2) else
@@ -594,9 +600,8 @@ def _share(right: int, rows: int) -> str:
     return f"{right}/{rows} ({right / rows:.1%})"
 
 
-def touching_table(results: Path, name: str) -> list[str]:
-    """One ``touching_digits`` record: who made it, then a row per rule."""
-    record = load(results, name)
+def touching_table(record: dict[str, Any], name: str) -> list[str]:
+    """One ``touching_digits`` record (``name``, its file): who made it, then a row per rule."""
     header = ["rule", "MNIST pairs", "MNIST triples", "printed pairs", "single digits read", "single digits IoU"]
     body = []
     for rule in record["rules"]:
@@ -615,8 +620,8 @@ def touching_digits(results: Path) -> list[str]:
     """How many rows of touching digits the bundled model reads right, per rule (``touching_digits_*.json``)."""
     lines = []
     for name, whole_name in zip(TOUCHING_FILES, WHOLE_PATCH_FILES, strict=True):
-        lines += [*touching_table(results, name), ""]
         record = load(results, name)
+        lines += [*touching_table(record, name), ""]
         if record.get("part_wide") and (results / whole_name).is_file():
             whole, own = load(results, whole_name), record["model_rule"]
             before = ", ".join(f"{kind} {_share(whole[kind][own]['read_right'], whole[kind][own]['rows'])}"
@@ -628,7 +633,8 @@ def touching_digits(results: Path) -> list[str]:
 
 def touching_digits_best(results: Path) -> list[str]:
     """The same rows read by a ``best`` checkpoint, trained on single digits (``touching_digits_best_test.json``)."""
-    return touching_table(results, "touching_digits_best_test.json")
+    name = "touching_digits_best_test.json"
+    return touching_table(load(results, name), name)
 
 
 def scaling(results: Path) -> list[str]:
